@@ -1,0 +1,1 @@
+"""Adapters connecting the disbursement service to external systems."""
