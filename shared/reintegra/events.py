@@ -1,0 +1,64 @@
+"""CloudEvents 1.0 in structured mode: how every event Reintegra publishes is shaped."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+STRUCTURED_CONTENT_TYPE = b"application/cloudevents+json"
+CONTENT_TYPE_HEADER = "content-type"
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def new_event(
+    type_: str,
+    source: str,
+    subject: str,
+    data: dict[str, Any],
+    *,
+    event_id: str | None = None,
+    time: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": event_id or str(uuid.uuid4()),
+        "source": source,
+        "type": type_,
+        "subject": subject,
+        "time": time or utc_now_iso(),
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+
+
+def encode(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class InternalEvent:
+    """An event one Reintegra service published for another: trusted, already validated."""
+
+    event_id: str
+    source: str
+    type: str
+    subject: str
+    data: dict[str, Any]
+
+
+class MalformedInternalEvent(ValueError):
+    pass
+
+
+def decode_internal(value: bytes | None) -> InternalEvent:
+    try:
+        event = json.loads(value or b"")
+        return InternalEvent(event["id"], event["source"], event["type"], event["subject"], event["data"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MalformedInternalEvent(f"not a Reintegra CloudEvent: {exc}") from exc

@@ -1,0 +1,100 @@
+"""Outbox relay: publishes outbox rows in order, restoring each row's trace context."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from opentelemetry import trace
+
+from reintegra.outbox import decode_headers
+from reintegra.telemetry import context_from_traceparent, current_trace_carrier, tracer
+
+log = logging.getLogger(__name__)
+
+
+def new_producer(bootstrap_servers: str) -> AIOKafkaProducer:
+    # acks=all for durability; no idempotent producer because Tansu (the fallback broker) rejects it.
+    # Duplicates from a retried send are harmless: every consumer has an inbox.
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        acks="all",
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        max_request_size=2 * 1024 * 1024,
+        request_timeout_ms=30_000,
+    )
+
+
+class OutboxRelay:
+    """One relay per schema publishes at a time (an advisory lock), so per-key order holds."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer,
+        *,
+        schema: str,
+        batch_size: int = 1000,
+        idle_sleep_s: float = 0.02,
+    ) -> None:
+        self._pool = pool
+        self._producer = producer
+        self._lock_key = f"reintegra-outbox-relay-{schema}"
+        self._batch_size = batch_size
+        self._idle_sleep_s = idle_sleep_s
+        self.published = 0
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with self._pool.acquire() as lock_conn:
+                    if not await lock_conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self._lock_key):
+                        await asyncio.sleep(1.0)  # another replica is relaying
+                        continue
+                    try:
+                        await self._relay_while_leader()
+                    finally:
+                        await lock_conn.execute("SELECT pg_advisory_unlock(hashtext($1))", self._lock_key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
+
+    async def _relay_while_leader(self) -> None:
+        while True:
+            sent = await self.relay_once()
+            if sent == 0:
+                await asyncio.sleep(self._idle_sleep_s)
+
+    async def relay_once(self) -> int:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT seq, topic, key, value, headers, traceparent, tracestate FROM outbox ORDER BY seq LIMIT $1",
+                self._batch_size,
+            )
+            if not rows:
+                return 0
+            deliveries = [await self._send(row) for row in rows]
+            await asyncio.gather(*deliveries)
+            await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
+        self.published += len(rows)
+        return len(rows)
+
+    async def _send(self, row: asyncpg.Record) -> asyncio.Future:
+        headers = decode_headers(row["headers"])
+        # Rows that carry their own trace headers (dead letters keep the original record's) keep them.
+        keeps_own_trace = any(name == "traceparent" for name, _ in headers)
+        parent = context_from_traceparent(row["traceparent"], row["tracestate"])
+        with tracer().start_as_current_span(
+            f"{row['topic']} publish",
+            context=parent,
+            kind=trace.SpanKind.PRODUCER,
+            attributes={"messaging.system": "kafka", "messaging.destination.name": row["topic"]},
+        ):
+            carrier = current_trace_carrier() if row["traceparent"] and not keeps_own_trace else {}
+            headers += [(name, value.encode()) for name, value in carrier.items()]
+            return await self._producer.send(row["topic"], value=row["value"], key=row["key"], headers=headers)

@@ -1,0 +1,47 @@
+"""Settings every service reads from its environment (12-factor; pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
+    database_url: str = Field("postgresql://postgres@127.0.0.1:5432/reintegra", alias="DATABASE_URL")
+
+    # Batches: one Postgres transaction per batch is what makes >1,000 cases/s possible.
+    batch_max_records: int = Field(500, alias="REINTEGRA_BATCH_MAX_RECORDS")
+    batch_timeout_ms: int = Field(20, alias="REINTEGRA_BATCH_TIMEOUT_MS")
+    # Transient-error retries per batch stay far below max_poll_interval_ms (5 min).
+    retry_attempts: int = Field(6, alias="REINTEGRA_RETRY_ATTEMPTS")
+    retry_max_seconds: float = Field(30.0, alias="REINTEGRA_RETRY_MAX_SECONDS")
+    session_timeout_ms: int = Field(10_000, alias="REINTEGRA_SESSION_TIMEOUT_MS")
+    heartbeat_interval_ms: int = Field(3_000, alias="REINTEGRA_HEARTBEAT_INTERVAL_MS")
+
+    relay_batch_size: int = Field(1000, alias="REINTEGRA_RELAY_BATCH_SIZE")
+    relay_idle_sleep_s: float = Field(0.02, alias="REINTEGRA_RELAY_IDLE_SLEEP_S")
+    db_pool_max: int = Field(8, alias="REINTEGRA_DB_POOL_MAX")
+
+    # Tracing: parent-based ratio sampling; context is always propagated.
+    trace_sample_ratio: float = Field(1.0, alias="REINTEGRA_TRACE_SAMPLE_RATIO")
+    state_dir: Path = Field(Path(".reintegra"), alias="REINTEGRA_STATE_DIR")
+
+    # Service-specific knobs live here too so that one env file configures a deployment.
+    programme_config: Path | None = Field(None, alias="REINTEGRA_PROGRAMME_CONFIG")
+    provider_base_url: str = Field("http://127.0.0.1:8085", alias="PROVIDER_BASE_URL")
+    sms_gateway: str = Field("file", alias="REINTEGRA_SMS_GATEWAY")
+    sms_outbox_file: Path | None = Field(None, alias="REINTEGRA_SMS_OUTBOX_FILE")
+    parked_alert_after_s: int = Field(3600, alias="REINTEGRA_PARKED_ALERT_AFTER_S")
+
+    @property
+    def trace_dir(self) -> Path:
+        return self.state_dir / "traces"
+
+
+def load_settings() -> Settings:
+    return Settings()

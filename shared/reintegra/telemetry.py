@@ -1,0 +1,144 @@
+"""OpenTelemetry setup and the per-record spans that keep one trace per case.
+
+Exporter: chosen by the standard OTEL_TRACES_EXPORTER (`otlp`, `console`, `none`); when unset,
+spans go to a JSON-lines file per service under the state folder, which `reintegra trace`
+reads, so a person can see a trace locally without any collector.
+Sampling: parent-based ratio (REINTEGRA_TRACE_SAMPLE_RATIO, or the standard OTEL_TRACES_SAMPLER);
+the trace context is propagated for every record whether or not it is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+_TRACER_NAME = "reintegra"
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Appends one compact JSON object per finished span to a file."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        lines = []
+        for span in spans:
+            ctx = span.get_span_context()
+            lines.append(
+                json.dumps(
+                    {
+                        "trace_id": format(ctx.trace_id, "032x"),
+                        "span_id": format(ctx.span_id, "016x"),
+                        "parent_id": format(span.parent.span_id, "016x") if span.parent else None,
+                        "name": span.name,
+                        "service": span.resource.attributes.get("service.name"),
+                        "kind": span.kind.name,
+                        "start_ns": span.start_time,
+                        "end_ns": span.end_time,
+                        "status": span.status.status_code.name,
+                        "attributes": {k: v for k, v in (span.attributes or {}).items() if isinstance(v, str | int | float | bool)},
+                    },
+                    separators=(",", ":"),
+                )
+            )
+        with self._lock:
+            self._file.write("\n".join(lines) + "\n")
+            self._file.flush()
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self._file.close()
+
+
+def _exporter(service_name: str, trace_dir: Path) -> SpanExporter | None:
+    choice = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if choice == "none":
+        return None
+    if choice == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()  # endpoint etc. from OTEL_EXPORTER_OTLP_* variables
+    if choice == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter()
+    return JsonLinesSpanExporter(trace_dir / f"{service_name}.jsonl")
+
+
+def configure_telemetry(service_name: str, trace_dir: Path, sample_ratio: float) -> TracerProvider:
+    sampler = None if os.environ.get("OTEL_TRACES_SAMPLER") else ParentBased(TraceIdRatioBased(sample_ratio))
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}), sampler=sampler)
+    exporter = _exporter(service_name, trace_dir)
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=65536, max_export_batch_size=2048))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer(_TRACER_NAME)
+
+
+def _header_carrier(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
+    carrier = {}
+    for name, value in headers:
+        if name in ("traceparent", "tracestate") and value is not None:
+            carrier[name] = value.decode("ascii", errors="replace")
+    return carrier
+
+
+def context_from_headers(headers: Sequence[tuple[str, bytes]]) -> otel_context.Context:
+    return _PROPAGATOR.extract(_header_carrier(headers))
+
+
+def context_from_traceparent(traceparent: str | None, tracestate: str | None = None) -> otel_context.Context:
+    carrier = {"traceparent": traceparent} if traceparent else {}
+    if tracestate:
+        carrier["tracestate"] = tracestate
+    return _PROPAGATOR.extract(carrier)
+
+
+def current_trace_carrier() -> dict[str, str]:
+    """traceparent (and tracestate) of the current span, to store beside an outbox row."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier
+
+
+@contextmanager
+def record_span(
+    name: str,
+    headers: Sequence[tuple[str, bytes]],
+    attributes: Mapping[str, str | int] | None = None,
+    kind: trace.SpanKind = trace.SpanKind.CONSUMER,
+) -> Iterator[trace.Span]:
+    """A span for one record of a batch, continuing that record's own trace (not the batch's)."""
+    parent = context_from_headers(headers)
+    with tracer().start_as_current_span(name, context=parent, kind=kind, attributes=attributes) as span:
+        yield span
+
+
+@contextmanager
+def span_from_traceparent(
+    name: str, traceparent: str | None, tracestate: str | None = None,
+    attributes: Mapping[str, str | int] | None = None, kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+) -> Iterator[trace.Span]:
+    parent = context_from_traceparent(traceparent, tracestate)
+    with tracer().start_as_current_span(name, context=parent, kind=kind, attributes=attributes) as span:
+        yield span
