@@ -1,0 +1,26 @@
+"""Disbursement service: `faststream run disbursement.app:create_app --factory`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from faststream import FastStream
+
+from disbursement.handlers import handle_eligibility_batch
+from disbursement.payments import run_payment_dispatcher, run_settlement_poller
+from reintegra.service import ServiceBuilder
+from reintegra.topics import ELIGIBILITY_CASE_EVENTS
+
+
+def create_app() -> FastStream:
+    builder = ServiceBuilder("disbursement", schema="disbursement", migrations=Path(__file__).parent / "migrations")
+    builder.consume(
+        ELIGIBILITY_CASE_EVENTS,
+        handle_eligibility_batch,
+        title="eligibility-case-events",
+        description="Approved grants, plan revisions, milestones, deliveries, beneficiary updates and "
+        "withdrawals; turns plans into tranches and releases them.",
+    )
+    builder.background(run_payment_dispatcher)
+    builder.background(run_settlement_poller)
+    return builder.build()

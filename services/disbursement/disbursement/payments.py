@@ -1,0 +1,122 @@
+"""Background loops that move cash through the provider: send released payments, apply settlements.
+
+The provider call happens outside any transaction: a tranche is first claimed ('sending'), then
+sent with its idempotency reference, then its outcome is recorded. A crash in between only means
+the same reference is sent again, which the provider answers with the same transfer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from disbursement import repository
+from disbursement.adapters.provider_client import ProviderClient, ProviderUnavailable, TransferRequest
+from disbursement.publishing import drain
+from reintegra import outbox
+from reintegra.service import ServiceRuntime
+from reintegra.telemetry import span_from_traceparent
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "sandbox"
+SEND_BATCH = 500
+RESEND_AFTER_S = 30.0
+IDLE_SLEEP_S = 0.05
+
+
+def transfer_request(row) -> TransferRequest:
+    payout = json.loads(row["payout"]) if isinstance(row["payout"], str) else (row["payout"] or {})
+    return TransferRequest(
+        reference=row["reference"], amount_minor=row["amount_minor"], currency=row["currency"].strip(),
+        method=payout.get("method", "mobile_money"), provider=payout.get("provider"), msisdn=payout.get("msisdn"),
+        bank_code=payout.get("bank_code"), account_number=payout.get("account_number"),
+        # Cash pickup is identified at the counter by the case reference; the name stays in intake.
+        beneficiary_name=payout.get("beneficiary_name") or f"case {row['case_id']}",
+    )
+
+
+async def send_payments(runtime: ServiceRuntime, client: ProviderClient) -> int:
+    async with runtime.db.acquire() as conn, conn.transaction():
+        claimed = await repository.claim_payments_to_send(conn, SEND_BATCH, RESEND_AFTER_S)
+    if not claimed:
+        return 0
+    try:
+        outcomes = await client.send_transfers([transfer_request(r) for r in claimed])
+    except ProviderUnavailable:
+        log.warning("provider unavailable; %d payment(s) will be retried in %.0f s", len(claimed), RESEND_AFTER_S)
+        return 0
+    by_reference = {o.reference: o for o in outcomes}
+    async with runtime.db.acquire() as conn, conn.transaction():
+        ledgers = await repository.load_ledgers(conn, {r["case_id"] for r in claimed})
+        messages = []
+        for row in claimed:
+            outcome = by_reference.get(row["reference"])
+            ledger = ledgers[row["case_id"]]
+            key = (row["component_id"], row["seq"])
+            with span_from_traceparent("disbursement send payment", row["traceparent"], row["tracestate"],
+                                       {"reintegra.case_id": row["case_id"], "reintegra.reference": row["reference"]}):
+                if outcome is None:
+                    continue
+                if outcome.accepted:
+                    ledger.payment_sent(key, outcome.transfer_id)
+                elif outcome.permanent or outcome.error == "idempotency_conflict":
+                    ledger.payment_failed(key, outcome.error or "rejected_by_provider")
+                messages += drain(ledger, f"send:{row['reference']}")
+        await repository.save_ledgers(conn, ledgers.values())
+        await outbox.add(conn, messages)
+    return len(claimed)
+
+
+async def apply_settlements(runtime: ServiceRuntime, client: ProviderClient) -> int:
+    async with runtime.db.acquire() as conn:
+        cursor = await repository.provider_cursor(conn, PROVIDER)
+    settlements, next_cursor = await client.settlements_after(cursor, limit=1000)
+    if not settlements:
+        return 0
+    async with runtime.db.acquire() as conn, conn.transaction():
+        # Re-read under the transaction: only one poller's view of the cursor wins.
+        if await repository.provider_cursor(conn, PROVIDER) != cursor:
+            return 0
+        keys = await repository.tranche_keys_by_reference(conn, [s.reference for s in settlements])
+        ledgers = await repository.load_ledgers(conn, {k[0] for k in keys.values()})
+        messages = []
+        for settlement in settlements:
+            key = keys.get(settlement.reference)
+            if key is None:
+                log.warning("settlement for unknown reference %s ignored", settlement.reference)
+                continue
+            ledger = ledgers[key[0]]
+            tranche = ledger.tranches[(key[1], key[2])]
+            with span_from_traceparent("disbursement apply settlement", tranche.traceparent, tranche.tracestate,
+                                       {"reintegra.case_id": key[0], "reintegra.reference": settlement.reference}):
+                if settlement.status == "settled":
+                    ledger.payment_settled((key[1], key[2]))
+                else:
+                    ledger.payment_failed((key[1], key[2]), settlement.failure_reason or "failed_at_provider")
+                messages += drain(ledger, f"settlement:{settlement.cursor}")
+        await repository.save_ledgers(conn, ledgers.values())
+        await outbox.add(conn, messages)
+        await repository.save_provider_cursor(conn, PROVIDER, next_cursor)
+    return len(settlements)
+
+
+async def run_payment_dispatcher(runtime: ServiceRuntime) -> None:
+    async with ProviderClient(runtime.settings.provider_base_url) as client:
+        while True:
+            if await send_payments(runtime, client) == 0:
+                await asyncio.sleep(IDLE_SLEEP_S)
+
+
+async def run_settlement_poller(runtime: ServiceRuntime) -> None:
+    async with ProviderClient(runtime.settings.provider_base_url) as client:
+        while True:
+            try:
+                applied = await apply_settlements(runtime, client)
+            except ProviderUnavailable:
+                log.warning("provider unavailable; settlement feed retried in 1 s")
+                applied = 0
+                await asyncio.sleep(1.0)
+            if applied == 0:
+                await asyncio.sleep(IDLE_SLEEP_S)

@@ -1,0 +1,22 @@
+"""Status events intake publishes to upstream on reintegration.case-status.v1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+CASE_ACCEPTED = "reintegration.case.accepted.v1"
+CASE_REJECTED = "reintegration.case.rejected.v1"
+
+
+def accepted(case_id: str, program_code: str) -> dict[str, Any]:
+    return {"case_id": case_id, "status": "accepted", "program_code": program_code}
+
+
+def rejected(case_id: str, reasons: Iterable[dict[str, Any]], event_id: str | None, event_type: str | None) -> dict[str, Any]:
+    return {
+        "case_id": case_id,
+        "status": "rejected",
+        "reasons": list(reasons),
+        "rejected_event": {"id": event_id, "type": event_type},
+    }

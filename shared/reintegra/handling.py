@@ -1,0 +1,47 @@
+"""Helpers for handlers that consume other Reintegra services' events."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+from aiokafka import ConsumerRecord
+
+from reintegra import inbox
+from reintegra.errors import PermanentError
+from reintegra.events import InternalEvent, MalformedInternalEvent, decode_internal
+
+_ID_NAMESPACE = uuid.UUID("0b7d9a5e-2f3c-4c1e-9a77-3d2b8f6e4a10")
+
+
+def derived_id(*parts: str) -> str:
+    """Deterministic event ids: a replayed transaction publishes the very same ids."""
+    return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(parts)))
+
+
+def decode_or_reject(record: ConsumerRecord) -> InternalEvent:
+    try:
+        return decode_internal(record.value)
+    except MalformedInternalEvent as exc:
+        raise PermanentError("malformed_event", str(exc)) from exc
+
+
+async def fresh_events(
+    conn: asyncpg.Connection, records: Sequence[ConsumerRecord]
+) -> list[tuple[ConsumerRecord, InternalEvent]]:
+    """Decode a batch and keep, in order, the events this service has not applied before."""
+    decoded = [(record, decode_or_reject(record)) for record in records]
+    verdicts = await inbox.claim(conn, [(e.source, e.event_id, None) for _, e in decoded])
+    return [pair for pair, verdict in zip(decoded, verdicts) if verdict is inbox.Verdict.APPLY]
+
+
+def span_attributes(record: ConsumerRecord, event: InternalEvent) -> dict[str, str | int]:
+    return {
+        "messaging.system": "kafka",
+        "messaging.destination.name": record.topic,
+        "messaging.kafka.partition": record.partition,
+        "messaging.kafka.offset": record.offset,
+        "reintegra.case_id": event.subject,
+        "cloudevents.type": event.type,
+    }
