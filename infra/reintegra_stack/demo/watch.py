@@ -1,0 +1,118 @@
+"""Follows what the pipeline tells upstream (status topic) and what it refused (dead letters)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from reintegra.money import Money
+from reintegra.topics import CASE_STATUS, CONSUMED_TOPICS, UPSTREAM_INVALID, dead_letter_topic
+from reintegra_stack.demo.scenario import short_status
+
+DEAD_LETTER_TOPICS = (UPSTREAM_INVALID, *(dead_letter_topic(t) for t in CONSUMED_TOPICS))
+
+
+@dataclass
+class Observed:
+    last_status: dict[str, str] = field(default_factory=dict)
+    status_counts: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    paid_minor: Counter = field(default_factory=Counter)  # currency → minor units settled
+    delivered_minor: Counter = field(default_factory=Counter)  # currency → in-kind delivered
+    dead_letters: Counter = field(default_factory=Counter)  # (topic, reason) → count
+    trace_ids: dict[str, str] = field(default_factory=dict)
+    first_status_at: dict[str, float] = field(default_factory=dict)
+    final_status_at: dict[str, float] = field(default_factory=dict)
+
+    def paid(self) -> dict[str, str]:
+        return {cur: Money(minor, cur).format_amount() for cur, minor in sorted(self.paid_minor.items())}
+
+
+class PipelineWatcher:
+    def __init__(self, bootstrap_servers: str, case_prefix: str, final_statuses: dict[str, str] | None = None) -> None:
+        self._bootstrap = bootstrap_servers
+        self._prefix = case_prefix
+        self._finals = final_statuses or {}
+        self.observed = Observed()
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        """Start reading from the current end of each topic: call before publishing."""
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False,
+                                          auto_offset_reset="earliest", max_poll_records=2000)
+        await self._consumer.start()
+        partitions = []
+        for topic in (CASE_STATUS, *DEAD_LETTER_TOPICS):
+            for p in self._consumer.partitions_for_topic(topic) or await self._partitions(topic):
+                partitions.append(TopicPartition(topic, p))
+        self._consumer.assign(partitions)
+        ends = await self._consumer.end_offsets(partitions)
+        for tp, offset in ends.items():
+            self._consumer.seek(tp, offset)
+
+    async def _partitions(self, topic: str) -> set[int]:
+        await self._consumer.client.force_metadata_update()
+        return self._consumer.partitions_for_topic(topic) or set()
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def poll(self, timeout_ms: int = 200) -> None:
+        batches = await self._consumer.getmany(timeout_ms=timeout_ms)
+        now = time.monotonic()
+        for tp, records in batches.items():
+            for record in records:
+                if tp.topic == CASE_STATUS:
+                    self._on_status(record, now)
+                else:
+                    self._on_dead_letter(tp.topic, record)
+
+    def _on_status(self, record, now: float) -> None:
+        event = json.loads(record.value)
+        case_id = event["subject"]
+        if not case_id.startswith(self._prefix):
+            return
+        status = short_status(event["type"])
+        obs = self.observed
+        obs.last_status[case_id] = status
+        obs.status_counts[case_id][status] += 1
+        obs.first_status_at.setdefault(case_id, now)
+        if self._finals.get(case_id) == status:
+            obs.final_status_at.setdefault(case_id, now)
+        traceparent = dict(record.headers or ()).get("traceparent")
+        if traceparent and case_id not in obs.trace_ids:
+            obs.trace_ids[case_id] = traceparent.decode().split("-")[1]
+        amount = event["data"].get("amount")
+        if status == "payment.settled" and amount:
+            obs.paid_minor[amount["currency"]] += Money.parse(amount["amount"], amount["currency"]).minor
+        if status == "inkind.delivered" and amount:
+            obs.delivered_minor[amount["currency"]] += Money.parse(amount["amount"], amount["currency"]).minor
+
+    def _on_dead_letter(self, topic: str, record) -> None:
+        headers = dict(record.headers or ())
+        reason = headers.get("reintegra-reason-codes") or headers.get("reintegra-dlq-reason") or b"unknown"
+        key = (record.key or b"").decode(errors="replace")
+        if key and not key.startswith(self._prefix) and topic != UPSTREAM_INVALID:
+            return
+        self.observed.dead_letters[(topic, reason.decode(errors="replace"))] += 1
+
+    def settled_count(self) -> int:
+        """Cases whose last status is the one expected of them."""
+        return sum(1 for case_id, final in self._finals.items() if self.observed.last_status.get(case_id) == final)
+
+    async def wait_until(self, done: Callable[[], bool], timeout_s: float,
+                         on_progress: Callable[[], None] | None = None) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            await self.poll()
+            if on_progress:
+                on_progress()
+            if done():
+                return True
+        return False
