@@ -61,6 +61,7 @@ class ServiceBuilder:
             self.settings.kafka_bootstrap_servers,
             middlewares=[KafkaTelemetryMiddleware(tracer_provider=provider)],
             client_id=f"reintegra-{name}",
+            log_level=logging.DEBUG,  # one "Received/Processed" line per batch is noise at INFO
         )
         self.runtime = ServiceRuntime(name, schema, self.settings, provider, broker)
         self._migrations = migrations

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from reintegra.money import Money
 from reintegra.topics import CASE_STATUS, CONSUMED_TOPICS, UPSTREAM_INVALID, dead_letter_topic
@@ -33,6 +34,16 @@ class Observed:
         return {cur: Money(minor, cur).format_amount() for cur, minor in sorted(self.paid_minor.items())}
 
 
+async def topic_partitions(bootstrap_servers: str, topics: tuple[str, ...]) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    return [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
+
+
 class PipelineWatcher:
     def __init__(self, bootstrap_servers: str, case_prefix: str, final_statuses: dict[str, str] | None = None) -> None:
         self._bootstrap = bootstrap_servers
@@ -46,18 +57,11 @@ class PipelineWatcher:
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False,
                                           auto_offset_reset="earliest", max_poll_records=2000)
         await self._consumer.start()
-        partitions = []
-        for topic in (CASE_STATUS, *DEAD_LETTER_TOPICS):
-            for p in self._consumer.partitions_for_topic(topic) or await self._partitions(topic):
-                partitions.append(TopicPartition(topic, p))
+        partitions = await topic_partitions(self._bootstrap, (CASE_STATUS, *DEAD_LETTER_TOPICS))
         self._consumer.assign(partitions)
         ends = await self._consumer.end_offsets(partitions)
         for tp, offset in ends.items():
             self._consumer.seek(tp, offset)
-
-    async def _partitions(self, topic: str) -> set[int]:
-        await self._consumer.client.force_metadata_update()
-        return self._consumer.partitions_for_topic(topic) or set()
 
     async def stop(self) -> None:
         if self._consumer is not None:

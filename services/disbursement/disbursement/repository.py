@@ -57,8 +57,9 @@ async def save_ledgers(conn: asyncpg.Connection, ledgers: Iterable[CaseLedger]) 
         updates = ", ".join(f"{c} = excluded.{c}" for c in _TRANCHE_COLUMNS[3:])
         await conn.execute(
             f"""
-            INSERT INTO tranches ({', '.join(_TRANCHE_COLUMNS)})
-            SELECT * FROM unnest({unnest_args})
+            INSERT INTO tranches ({', '.join(_TRANCHE_COLUMNS)}, next_attempt_at)
+            SELECT u.*, CASE WHEN u.status = 'released' THEN now() END
+            FROM unnest({unnest_args}) AS u({', '.join(_TRANCHE_COLUMNS)})
             ON CONFLICT (case_id, component_id, seq) DO UPDATE SET {updates}, updated_at = now(),
                 next_attempt_at = CASE WHEN excluded.status = 'released' THEN now() ELSE tranches.next_attempt_at END
             """,
