@@ -1,0 +1,75 @@
+"""Session fixtures shared by every test folder: real Postgres, a real broker, the whole stack.
+
+The broker is Apache Kafka where java and mvn exist, else Tansu; REINTEGRA_TEST_BROKER=kafka|tansu
+forces one. KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL, when set, are used instead of embedded ones.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+FAST_GROUP_SETTINGS = {
+    # Quick rebalances after a service is killed and restarted.
+    "REINTEGRA_SESSION_TIMEOUT_MS": "6000",
+    "REINTEGRA_HEARTBEAT_INTERVAL_MS": "500",
+    # Spans reach the trace files within a fraction of a second.
+    "OTEL_BSP_SCHEDULE_DELAY": "200",
+}
+
+
+@dataclass
+class Infra:
+    database_url: str
+    bootstrap_servers: str
+    broker_kind: str
+    state_dir: Path
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    from reintegra_stack._proc import run_coro_blocking
+    from reintegra_stack.embedded import start_broker, start_postgres
+    from reintegra_stack.topics import ensure_topics
+
+    state_dir = tmp_path_factory.mktemp("reintegra-state")
+    postgres = start_postgres(state_dir)
+    broker = start_broker(state_dir, prefer=os.environ.get("REINTEGRA_TEST_BROKER", "auto"))
+    run_coro_blocking(lambda: ensure_topics(broker.bootstrap_servers), timeout=120)
+    try:
+        yield Infra(postgres.url, broker.bootstrap_servers, broker.kind, state_dir)
+    finally:
+        broker.stop()
+        postgres.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(infra: Infra):
+    """The four services and the provider sandbox, as OS processes, on the session's infra."""
+    from reintegra_stack.supervisor import Stack, StackConfig
+
+    saved = {k: os.environ.get(k) for k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
+    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = infra.bootstrap_servers
+    os.environ["DATABASE_URL"] = infra.database_url
+    stack = Stack(StackConfig(state_dir=infra.state_dir, extra_env=dict(FAST_GROUP_SETTINGS), ready_timeout_s=120))
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture
+def run_id() -> str:
+    """A prefix that keeps each test's cases apart from every other test's."""
+    return uuid.uuid4().hex[:8].upper()
