@@ -64,3 +64,14 @@ def sms_lines(state_dir: Path, case_prefix: str) -> list[str]:
     if not path.exists():
         return []
     return [line for line in path.read_text(encoding="utf-8").splitlines() if f"case={case_prefix}" in line]
+
+
+async def wait_for_sms(state_dir: Path, case_prefix: str, count: int, timeout_s: float = 30) -> list[str]:
+    """SMS go out after the status that triggered them: wait for them rather than race."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    lines = sms_lines(state_dir, case_prefix)
+    while len(lines) < count and loop.time() < deadline:
+        await asyncio.sleep(0.2)
+        lines = sms_lines(state_dir, case_prefix)
+    return lines

@@ -23,6 +23,8 @@ DEAD_LETTER_TOPICS = (UPSTREAM_INVALID, *(dead_letter_topic(t) for t in CONSUMED
 class Observed:
     last_status: dict[str, str] = field(default_factory=dict)
     status_counts: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    # case → status → distinct event ids: a redelivered status repeats its id, a status applied twice would not
+    status_ids: dict[str, dict[str, set]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(set)))
     paid_minor: Counter = field(default_factory=Counter)  # currency → minor units settled
     delivered_minor: Counter = field(default_factory=Counter)  # currency → in-kind delivered
     dead_letters: Counter = field(default_factory=Counter)  # (topic, reason) → count
@@ -86,6 +88,7 @@ class PipelineWatcher:
         obs = self.observed
         obs.last_status[case_id] = status
         obs.status_counts[case_id][status] += 1
+        obs.status_ids[case_id][status].add(event["id"])
         obs.first_status_at.setdefault(case_id, now)
         if self._finals.get(case_id) == status:
             obs.final_status_at.setdefault(case_id, now)
