@@ -1,0 +1,173 @@
+"""What upstream gets back on `reintegration.case-status.v1`: the `data` of each status event.
+
+These models document the feedback half of the contract (AsyncAPI, JSON Schema); the services
+build the dicts themselves. Every status carries `case_id` and `status`; tranche and payment
+statuses also carry `plan_id`, `component_id`, `tranche_seq`, `amount` (in the currency
+actually paid) and `reference` (the payment's idempotency reference).
+
+Unknown fields may be added later: consumers must ignore what they do not know.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reintegra.contract.reasons import Reason
+
+CASE_ACCEPTED = "reintegration.case.accepted.v1"
+CASE_REJECTED = "reintegration.case.rejected.v1"
+ELIGIBILITY_APPROVED = "reintegration.eligibility.approved.v1"
+ELIGIBILITY_REJECTED = "reintegration.eligibility.rejected.v1"
+ELIGIBILITY_REVIEW_REQUIRED = "reintegration.eligibility.review_required.v1"
+TRANCHE_RELEASED = "reintegration.tranche.released.v1"
+PAYMENT_SENT = "reintegration.payment.sent.v1"
+PAYMENT_SETTLED = "reintegration.payment.settled.v1"
+PAYMENT_FAILED = "reintegration.payment.failed.v1"
+INKIND_ORDERED = "reintegration.inkind.ordered.v1"
+INKIND_DELIVERED = "reintegration.inkind.delivered.v1"
+TRANCHE_CANCELLED = "reintegration.tranche.cancelled.v1"
+GRANT_COMPLETED = "reintegration.grant.completed.v1"
+
+
+class _Status(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    case_id: str = Field(description="The case this status is about (also the record key and `subject`).")
+
+
+class Money(BaseModel):
+    amount: str = Field(description='Decimal string with the currency\'s minor-unit digits, e.g. "1200.00".')
+    currency: str = Field(description="ISO 4217 code.")
+
+
+class RejectedEventRef(BaseModel):
+    id: str | None = Field(description="`id` of the refused upstream event, when it could be read.")
+    type: str | None = Field(description="`type` of the refused upstream event, when it could be read.")
+
+
+class CaseAccepted(_Status):
+    """The case.registered event was valid: the case exists."""
+
+    status: Literal["accepted"]
+    program_code: str
+
+
+class CaseRejected(_Status):
+    """An upstream event for this case was refused; it is also on `upstream.case-events.v1.invalid`."""
+
+    status: Literal["rejected"]
+    reasons: list[Reason]
+    rejected_event: RejectedEventRef
+
+
+class _Eligibility(_Status):
+    plan_id: str
+    plan_total: Money = Field(description="Sum of the plan's components.")
+    reasons: list[Reason] = Field(default=[], description="Why the decision was not a plain approval.")
+
+
+class EligibilityApproved(_Eligibility):
+    """The plan is approved for payment."""
+
+    status: Literal["eligibility_approved"]
+
+
+class EligibilityRejected(_Eligibility):
+    """The case or plan is not eligible under the programme's rules."""
+
+    status: Literal["eligibility_rejected"]
+
+
+class EligibilityReviewRequired(_Eligibility):
+    """A person must review the plan (e.g. above a ceiling) before anything is paid."""
+
+    status: Literal["eligibility_review_required"]
+
+
+class _Tranche(_Status):
+    plan_id: str
+    component_id: str
+    tranche_seq: int
+    modality: Literal["cash", "in_kind"]
+    category: str
+    amount: Money = Field(description="The tranche amount, in the currency actually paid.")
+    reference: str | None = Field(
+        description="The payment's idempotency reference; null for a tranche cancelled before its release."
+    )
+    vendor_id: str | None = Field(default=None, description="For in_kind components.")
+
+
+class TrancheReleased(_Tranche):
+    """The tranche is due (on approval, or its milestone was verified)."""
+
+    status: Literal["tranche_released"]
+
+
+class PaymentSent(_Tranche):
+    """The payment was accepted by the payment provider."""
+
+    status: Literal["payment_sent"]
+
+
+class PaymentSettled(_Tranche):
+    """The provider confirmed the money reached the beneficiary (cash) or the vendor (in kind)."""
+
+    status: Literal["payment_settled"]
+
+
+class PaymentFailed(_Tranche):
+    """The provider refused or failed the payment."""
+
+    status: Literal["payment_failed"]
+    reason: str | None = None
+
+
+class InkindOrdered(_Tranche):
+    """Goods or services were ordered from the vendor."""
+
+    status: Literal["inkind_ordered"]
+
+
+class InkindDelivered(_Tranche):
+    """Delivery of the in-kind tranche was confirmed."""
+
+    status: Literal["inkind_delivered"]
+
+
+class TrancheCancelled(_Tranche):
+    """The tranche will not be paid (case withdrawn or plan revised); its budget is released."""
+
+    status: Literal["tranche_cancelled"]
+    reason: str | None = None
+
+
+class PaidTotal(BaseModel):
+    currency: str
+    amount_minor: int = Field(description="Total paid or delivered, in minor units of the currency.")
+
+
+class GrantCompleted(_Status):
+    """Every tranche of the plan is settled, delivered or cancelled."""
+
+    status: Literal["grant_completed"]
+    plan_id: str | None
+    paid: list[PaidTotal]
+
+
+STATUS_TYPES: dict[str, type[_Status]] = {
+    CASE_ACCEPTED: CaseAccepted,
+    CASE_REJECTED: CaseRejected,
+    ELIGIBILITY_APPROVED: EligibilityApproved,
+    ELIGIBILITY_REJECTED: EligibilityRejected,
+    ELIGIBILITY_REVIEW_REQUIRED: EligibilityReviewRequired,
+    TRANCHE_RELEASED: TrancheReleased,
+    PAYMENT_SENT: PaymentSent,
+    PAYMENT_SETTLED: PaymentSettled,
+    PAYMENT_FAILED: PaymentFailed,
+    INKIND_ORDERED: InkindOrdered,
+    INKIND_DELIVERED: InkindDelivered,
+    TRANCHE_CANCELLED: TrancheCancelled,
+    GRANT_COMPLETED: GrantCompleted,
+}
