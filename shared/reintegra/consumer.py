@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -68,6 +70,9 @@ class BatchConsumer:
         self._service = service
         self.batches = 0
         self.records = 0
+        self.busy_seconds = 0.0
+        self._last_report = time.monotonic()
+        self._reported = (0, 0, 0.0)
 
     def _retrying(self) -> AsyncRetrying:
         return AsyncRetrying(
@@ -85,6 +90,7 @@ class BatchConsumer:
 
     async def process(self, records: Sequence[ConsumerRecord]) -> None:
         """Apply a batch; raises only when a transient failure outlasts the retry budget."""
+        started = time.monotonic()
         try:
             await self._in_transaction(lambda conn: self._handler(conn, records))
         except Exception as exc:
@@ -95,6 +101,21 @@ class BatchConsumer:
                 await self._process_alone(record)
         self.batches += 1
         self.records += len(records)
+        self.busy_seconds += time.monotonic() - started
+        self._report_throughput()
+
+    def _report_throughput(self) -> None:
+        """Every 10 s of activity, one log line an SRE can read: rate, batch size, time per batch."""
+        now = time.monotonic()
+        if now - self._last_report < float(os.environ.get("REINTEGRA_STATS_INTERVAL_S", "10")):
+            return
+        batches, records, busy = (self.batches - self._reported[0], self.records - self._reported[1],
+                                  self.busy_seconds - self._reported[2])
+        log.info("%s: %d records in %d batches (avg %.0f/batch, %.1f ms/batch, %.0f records/s)",
+                 self._service, records, batches, records / max(batches, 1), 1000 * busy / max(batches, 1),
+                 records / (now - self._last_report))
+        self._last_report = now
+        self._reported = (self.batches, self.records, self.busy_seconds)
 
     async def _process_alone(self, record: ConsumerRecord) -> None:
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from reintegra import jsonfast
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,7 +38,7 @@ def new_event(
 
 
 def encode(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+    return jsonfast.dumps(event)
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class MalformedInternalEvent(ValueError):
 
 def decode_internal(value: bytes | None) -> InternalEvent:
     try:
-        event = json.loads(value or b"")
+        event = jsonfast.loads(value or b"")
         return InternalEvent(event["id"], event["source"], event["type"], event["subject"], event["data"])
     except (ValueError, KeyError, TypeError) as exc:
         raise MalformedInternalEvent(f"not a Reintegra CloudEvent: {exc}") from exc

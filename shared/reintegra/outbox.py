@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from reintegra import jsonfast
 import base64
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,11 +15,11 @@ from reintegra.telemetry import current_trace_carrier
 
 
 def encode_headers(headers: Sequence[tuple[str, bytes]]) -> str:
-    return json.dumps([[name, base64.b64encode(value or b"").decode()] for name, value in headers])
+    return jsonfast.dumps_text([[name, base64.b64encode(value or b"").decode()] for name, value in headers])
 
 
 def decode_headers(stored: str | list) -> list[tuple[str, bytes]]:
-    items = json.loads(stored) if isinstance(stored, str) else stored
+    items = jsonfast.loads(stored) if isinstance(stored, str) else stored
     return [(name, base64.b64decode(value)) for name, value in items]
 
 

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 
 from reintegra.outbox import decode_headers
-from reintegra.telemetry import context_from_traceparent, current_trace_carrier, tracer
+from reintegra.telemetry import context_from_traceparent, current_trace_carrier, is_unsampled, tracer
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,14 @@ class OutboxRelay:
     async def _send(self, row: asyncpg.Record) -> asyncio.Future:
         headers = decode_headers(row["headers"])
         # Rows that carry their own trace headers (dead letters keep the original record's) keep them.
-        keeps_own_trace = any(name == "traceparent" for name, _ in headers)
+        if any(name == "traceparent" for name, _ in headers) or not row["traceparent"]:
+            return await self._producer.send(row["topic"], value=row["value"], key=row["key"], headers=headers)
+        if is_unsampled(row["traceparent"]):
+            # Nothing of this trace is recorded: pass its context on as is, without a span.
+            headers.append(("traceparent", row["traceparent"].encode()))
+            if row["tracestate"]:
+                headers.append(("tracestate", row["tracestate"].encode()))
+            return await self._producer.send(row["topic"], value=row["value"], key=row["key"], headers=headers)
         parent = context_from_traceparent(row["traceparent"], row["tracestate"])
         with tracer().start_as_current_span(
             f"{row['topic']} publish",
@@ -95,6 +102,5 @@ class OutboxRelay:
             kind=trace.SpanKind.PRODUCER,
             attributes={"messaging.system": "kafka", "messaging.destination.name": row["topic"]},
         ):
-            carrier = current_trace_carrier() if row["traceparent"] and not keeps_own_trace else {}
-            headers += [(name, value.encode()) for name, value in carrier.items()]
+            headers += [(name, value.encode()) for name, value in current_trace_carrier().items()]
             return await self._producer.send(row["topic"], value=row["value"], key=row["key"], headers=headers)

@@ -88,11 +88,20 @@ def configure_telemetry(service_name: str, trace_dir: Path, sample_ratio: float)
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=65536, max_export_batch_size=2048))
     trace.set_tracer_provider(provider)
+    global _tracer
+    _tracer = None
     return provider
 
 
+_tracer: trace.Tracer | None = None
+
+
 def tracer() -> trace.Tracer:
-    return trace.get_tracer(_TRACER_NAME)
+    # get_tracer costs more than a span when called per record; resolve it once per provider.
+    global _tracer
+    if _tracer is None:
+        _tracer = trace.get_tracer(_TRACER_NAME)
+    return _tracer
 
 
 def _header_carrier(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
@@ -122,23 +131,41 @@ def current_trace_carrier() -> dict[str, str]:
 
 
 @contextmanager
+def _span_under(
+    name: str, parent: otel_context.Context, attributes: Mapping[str, str | int] | None, kind: trace.SpanKind,
+) -> Iterator[trace.Span]:
+    remote = trace.get_current_span(parent)
+    if remote.get_span_context().is_valid and not remote.get_span_context().trace_flags.sampled:
+        # The trace is not sampled: nothing would be recorded, so skip the span and just make the
+        # upstream context current; what is published from here still carries its trace id.
+        token = otel_context.attach(parent)
+        try:
+            yield remote
+        finally:
+            otel_context.detach(token)
+        return
+    with tracer().start_as_current_span(name, context=parent, kind=kind, attributes=attributes) as span:
+        yield span
+
+
 def record_span(
     name: str,
     headers: Sequence[tuple[str, bytes]],
     attributes: Mapping[str, str | int] | None = None,
     kind: trace.SpanKind = trace.SpanKind.CONSUMER,
-) -> Iterator[trace.Span]:
+):
     """A span for one record of a batch, continuing that record's own trace (not the batch's)."""
-    parent = context_from_headers(headers)
-    with tracer().start_as_current_span(name, context=parent, kind=kind, attributes=attributes) as span:
-        yield span
+    return _span_under(name, context_from_headers(headers), attributes, kind)
 
 
-@contextmanager
 def span_from_traceparent(
     name: str, traceparent: str | None, tracestate: str | None = None,
     attributes: Mapping[str, str | int] | None = None, kind: trace.SpanKind = trace.SpanKind.INTERNAL,
-) -> Iterator[trace.Span]:
-    parent = context_from_traceparent(traceparent, tracestate)
-    with tracer().start_as_current_span(name, context=parent, kind=kind, attributes=attributes) as span:
-        yield span
+):
+    """A span continuing a trace context stored beside a row (outbox, tranche, notice)."""
+    return _span_under(name, context_from_traceparent(traceparent, tracestate), attributes, kind)
+
+
+def is_unsampled(traceparent: str | None) -> bool:
+    """A W3C traceparent whose sampled flag is off (…-00)."""
+    return bool(traceparent) and traceparent.endswith("-00")

@@ -35,6 +35,7 @@ class PlannedCase:
     expected_final: str  # the last status type upstream should see for this case (short form)
     trace_id: str
     records: list[Record] = field(default_factory=list)
+    sampled: bool = True
 
 
 @dataclass
@@ -58,7 +59,8 @@ class _CaseWriter:
 
     def event(self, type_: str, data: dict) -> Record:
         event = samples.cloudevent(type_, self.case.case_id, data)
-        traceparent = f"00-{self.case.trace_id}-{self.rng.getrandbits(64):016x}-01"
+        flags = "01" if self.case.sampled else "00"  # the upstream's own sampling decision, which we follow
+        traceparent = f"00-{self.case.trace_id}-{self.rng.getrandbits(64):016x}-{flags}"
         return samples.structured_record(event, traceparent)
 
 
@@ -181,12 +183,14 @@ def build_scenario(n_cases: int = 300, *, seed: int | None = None, run_id: str |
     return Scenario(cases, records, blocked, len(garbage), duplicates)
 
 
-def simple_cash_scenario(n_cases: int, *, run_id: str, seed: int = 7) -> Scenario:
-    """The benchmark's load: cash cases only, three events each, no faults."""
+def simple_cash_scenario(n_cases: int, *, run_id: str, seed: int = 7, sampled_share: float = 0.01) -> Scenario:
+    """The benchmark's load: cash cases only, three events each, no faults; an upstream that
+    samples `sampled_share` of its traces (the rest still carry their trace context)."""
     rng = random.Random(seed)
     cases = []
     for i in range(n_cases):
-        case = PlannedCase(f"BENCH-{run_id}-{i:07d}", "cash", "grant.completed", f"{rng.getrandbits(128):032x}")
+        case = PlannedCase(f"BENCH-{run_id}-{i:07d}", "cash", "grant.completed", f"{rng.getrandbits(128):032x}",
+                           sampled=rng.random() < sampled_share)
         _build("cash", case, rng, [])
         cases.append(case)
     records = [r for c in cases for r in c.records]

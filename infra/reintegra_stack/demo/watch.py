@@ -31,6 +31,8 @@ class Observed:
     trace_ids: dict[str, str] = field(default_factory=dict)
     first_status_at: dict[str, float] = field(default_factory=dict)
     final_status_at: dict[str, float] = field(default_factory=dict)
+    # status → (count, monotonic time of the latest one): shows which stage lags under load
+    stage_progress: dict[str, tuple[int, float]] = field(default_factory=dict)
 
     def paid(self) -> dict[str, str]:
         return {cur: Money(minor, cur).format_amount() for cur, minor in sorted(self.paid_minor.items())}
@@ -90,6 +92,8 @@ class PipelineWatcher:
         obs.status_counts[case_id][status] += 1
         obs.status_ids[case_id][status].add(event["id"])
         obs.first_status_at.setdefault(case_id, now)
+        count, _ = obs.stage_progress.get(status, (0, now))
+        obs.stage_progress[status] = (count + 1, now)
         if self._finals.get(case_id) == status:
             obs.final_status_at.setdefault(case_id, now)
         traceparent = dict(record.headers or ()).get("traceparent")

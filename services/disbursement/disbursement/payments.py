@@ -7,8 +7,8 @@ the same reference is sent again, which the provider answers with the same trans
 
 from __future__ import annotations
 
+from reintegra import jsonfast
 import asyncio
-import json
 import logging
 
 from disbursement import repository
@@ -27,7 +27,7 @@ IDLE_SLEEP_S = 0.05
 
 
 def transfer_request(row) -> TransferRequest:
-    payout = json.loads(row["payout"]) if isinstance(row["payout"], str) else (row["payout"] or {})
+    payout = jsonfast.loads(row["payout"]) if isinstance(row["payout"], str) else (row["payout"] or {})
     return TransferRequest(
         reference=row["reference"], amount_minor=row["amount_minor"], currency=row["currency"].strip(),
         method=payout.get("method", "mobile_money"), provider=payout.get("provider"), msisdn=payout.get("msisdn"),

@@ -3,7 +3,7 @@ every writer, so the handler, the dispatcher and the settlement poller never dea
 
 from __future__ import annotations
 
-import json
+from reintegra import jsonfast
 from collections.abc import Iterable
 
 import asyncpg
@@ -30,7 +30,7 @@ async def load_ledgers(conn: asyncpg.Connection, case_ids: Iterable[str]) -> dic
     )
     ledgers = {case_id: CaseLedger(case_id, Facts(), {}) for case_id in ids}
     for row in facts_rows:
-        ledgers[row["case_id"]].facts = Facts.from_json(json.loads(row["facts"]))
+        ledgers[row["case_id"]].facts = Facts.from_json(jsonfast.loads(row["facts"]))
     for row in tranche_rows:
         tranche = Tranche(**dict(row))
         ledgers[row["case_id"]].tranches[tranche.key] = tranche
@@ -39,7 +39,7 @@ async def load_ledgers(conn: asyncpg.Connection, case_ids: Iterable[str]) -> dic
 
 async def save_ledgers(conn: asyncpg.Connection, ledgers: Iterable[CaseLedger]) -> None:
     ledgers = list(ledgers)
-    facts = [(l.case_id, json.dumps(l.facts.to_json())) for l in ledgers if l.facts_changed]
+    facts = [(l.case_id, jsonfast.dumps_text(l.facts.to_json())) for l in ledgers if l.facts_changed]
     if facts:
         await conn.execute(
             """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from reintegra import jsonfast
 from collections.abc import Iterable
 
 import asyncpg
@@ -13,7 +13,7 @@ from eligibility.domain.rules import Decision
 
 async def load_case_files(conn: asyncpg.Connection, case_ids: Iterable[str]) -> dict[str, CaseFile]:
     rows = await conn.fetch("SELECT case_id, state FROM case_files WHERE case_id = ANY($1::text[])", list(case_ids))
-    return {r["case_id"]: CaseFile.from_json(json.loads(r["state"])) for r in rows}
+    return {r["case_id"]: CaseFile.from_json(jsonfast.loads(r["state"])) for r in rows}
 
 
 async def save_case_files(conn: asyncpg.Connection, files: Iterable[CaseFile]) -> None:
@@ -26,7 +26,7 @@ async def save_case_files(conn: asyncpg.Connection, files: Iterable[CaseFile]) -
             ON CONFLICT (case_id) DO UPDATE SET state = excluded.state, updated_at = now()
             """,
             [f.case_id for f in files],
-            [json.dumps(f.to_json()) for f in files],
+            [jsonfast.dumps_text(f.to_json()) for f in files],
         )
 
 
@@ -38,5 +38,5 @@ async def log_decisions(conn: asyncpg.Connection, decisions: list[tuple[str, str
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[])
             """,
             [d[0] for d in decisions], [d[1] for d in decisions], [d[2].outcome for d in decisions],
-            [json.dumps(list(d[2].reasons)) for d in decisions],
+            [jsonfast.dumps_text(list(d[2].reasons)) for d in decisions],
         )

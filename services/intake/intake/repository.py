@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from reintegra import jsonfast
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -64,7 +64,7 @@ async def take_parked(conn: asyncpg.Connection, case_ids: Iterable[str]) -> dict
     parked: dict[str, list[ParkedEvent]] = {}
     for r in sorted(rows, key=lambda r: r["id"]):
         parked.setdefault(r["case_id"], []).append(
-            ParkedEvent(r["case_id"], r["source"], r["event_id"], r["type"], json.loads(r["data"]),
+            ParkedEvent(r["case_id"], r["source"], r["event_id"], r["type"], jsonfast.loads(r["data"]),
                         r["traceparent"], r["tracestate"])
         )
     return parked
@@ -81,7 +81,7 @@ async def park(conn: asyncpg.Connection, events: list[ParkedEvent]) -> None:
             ORDER BY ord
             """,
             [e.case_id for e in events], [e.source for e in events], [e.event_id for e in events],
-            [e.type for e in events], [json.dumps(e.data) for e in events],
+            [e.type for e in events], [jsonfast.dumps_text(e.data) for e in events],
             [e.traceparent for e in events], [e.tracestate for e in events],
         )
 

@@ -6,6 +6,7 @@ so a parser exception would be a record that is silently stuck.
 
 from __future__ import annotations
 
+from reintegra import jsonfast
 import hashlib
 import json
 import math
@@ -81,11 +82,8 @@ def parse_upstream_record(
 
 def content_hash(event_type: str, subject: str, data: Any) -> str:
     """sha256 of canonical JSON (sorted keys, no spaces) of type, subject and data."""
-    canonical = json.dumps(
-        {"type": event_type, "subject": subject, "data": data},
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    document = {"type": event_type, "subject": subject, "data": data}
+    return hashlib.sha256(jsonfast.canonical(document)).hexdigest()
 
 
 # --- the steps ----------------------------------------------------------------------------

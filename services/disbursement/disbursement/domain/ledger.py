@@ -8,7 +8,7 @@ and planned | released | ordered → cancelled when the case is withdrawn.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from disbursement.domain.split import split_minor
@@ -79,7 +79,9 @@ class Facts:
     completed: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # Spelled out: dataclasses.asdict deep-copies recursively and shows up in profiles.
+        return {"grant": self.grant, "milestones": self.milestones, "deliveries": self.deliveries,
+                "withdrawn": self.withdrawn, "completed": self.completed}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Facts:

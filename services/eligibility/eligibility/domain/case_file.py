@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -18,7 +18,10 @@ class CaseFile:
     withdrawn: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # Spelled out: dataclasses.asdict deep-copies recursively and shows up in profiles.
+        return {"case_id": self.case_id, "accepted": self.accepted, "returned": self.returned, "plan": self.plan,
+                "contact": self.contact, "decision": self.decision, "decided_plan": self.decided_plan,
+                "withdrawn": self.withdrawn}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CaseFile:

@@ -1,0 +1,140 @@
+"""End-to-end benchmark: N cash cases through intake → eligibility → disbursement (paid and settled
+at the provider sandbox) → notifications, on the embedded default.
+
+    python bench/pipeline_bench.py --cases 5000
+
+Prints cases/s from the first publish to the last `grant.completed` status, and latency
+percentiles from publishing a case's last event to its `grant.completed` status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import asyncio
+import secrets
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+from reintegra.topics import UPSTREAM_CASE_EVENTS
+from reintegra_stack.demo.scenario import simple_cash_scenario
+from reintegra_stack.demo.watch import PipelineWatcher
+from reintegra_stack.supervisor import Stack, StackConfig
+
+
+def cpu_seconds_by_component(stack: Stack) -> dict[str, float]:
+    """CPU time (user + system) each component has used so far, read from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu(pid: int) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    components = {name: svc.pid for name, svc in stack.processes.items()}
+    if stack.sandbox is not None:
+        components["provider-sandbox"] = stack.sandbox.pid
+    if stack.broker is not None and stack.broker.pid:
+        components[f"broker ({stack.broker.kind})"] = stack.broker.pid
+    result = {}
+    for name, pid in components.items():
+        try:
+            result[name] = cpu(pid)
+        except (OSError, TypeError):
+            pass
+    postgres = 0.0
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "comm").read_text().strip() == "postgres":
+                    postgres += cpu(int(proc.name))
+            except OSError:
+                pass
+    result["postgres (all backends)"] = postgres
+    return result
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
+
+
+async def run(stack: Stack, n_cases: int, timeout_s: float, sampled_share: float) -> dict:
+    scenario = simple_cash_scenario(n_cases, run_id=secrets.token_hex(3).upper(), sampled_share=sampled_share)
+    finals = {c.case_id: c.expected_final for c in scenario.cases}
+    watcher = PipelineWatcher(stack.bootstrap_servers, scenario.cases[0].case_id.rsplit("-", 1)[0], finals)
+    await watcher.start()
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers, acks="all", linger_ms=5)
+    await producer.start()
+    published_at: dict[str, float] = {}
+    started = time.monotonic()
+    try:
+        for case in scenario.cases:
+            for key, value, headers in case.records:
+                await producer.send(UPSTREAM_CASE_EVENTS, value=value, key=key, headers=headers)
+            published_at[case.case_id] = time.monotonic()
+            if len(published_at) % 500 == 0:
+                await producer.flush()
+                await watcher.poll(timeout_ms=0)
+        await producer.flush()
+        done = await watcher.wait_until(lambda: watcher.settled_count() == n_cases, timeout_s)
+    finally:
+        await producer.stop()
+        await watcher.stop()
+    finished = max(watcher.observed.final_status_at.values(), default=time.monotonic())
+    latencies = [(watcher.observed.final_status_at[c] - published_at[c]) * 1000
+                 for c in finals if c in watcher.observed.final_status_at]
+    stages = {status: (count, at - started) for status, (count, at) in watcher.observed.stage_progress.items()}
+    return {
+        "stages": stages,
+        "cases": n_cases,
+        "completed": len(latencies),
+        "all_completed": done,
+        "seconds": finished - started,
+        "cases_per_s": len(latencies) / (finished - started),
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
+        "p99_ms": percentile(latencies, 99),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", type=int, default=5000)
+    parser.add_argument("--broker", default="auto", help="auto | kafka | tansu")
+    parser.add_argument("--sample-ratio", type=float, default=0.01,
+                        help="share of cases whose upstream trace is sampled (spans recorded and exported)")
+    parser.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args()
+    state_dir = Path(tempfile.mkdtemp(prefix="reintegra-bench-"))
+    env = {"REINTEGRA_TRACE_SAMPLE_RATIO": str(args.sample_ratio)}
+    stack = Stack(StackConfig(state_dir=state_dir, broker=args.broker, extra_env=env))
+    try:
+        stack.start()
+        print(f"stack up: broker {stack.broker.kind}; publishing {args.cases} cases (3 events each)...")
+        cpu_before = cpu_seconds_by_component(stack)
+        result = asyncio.run(run(stack, args.cases, args.timeout, args.sample_ratio))
+        cpu_after = cpu_seconds_by_component(stack)
+    finally:
+        stack.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
+    print(f"{result['completed']}/{result['cases']} cases reached grant.completed in {result['seconds']:.1f} s")
+    print(f"throughput: {result['cases_per_s']:.0f} cases/s end to end")
+    print(f"latency publish → grant.completed: p50 {result['p50_ms']:.0f} ms, "
+          f"p95 {result['p95_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms")
+    print("CPU per case, by component:")
+    for name in sorted(cpu_after, key=lambda n: cpu_before.get(n, 0) - cpu_after[n]):
+        used = cpu_after[name] - cpu_before.get(name, 0)
+        print(f"  {name:<24} {1000 * used / args.cases:6.2f} ms")
+    print("when each stage finished (seconds after the first publish):")
+    for status, (count, at) in sorted(result["stages"].items(), key=lambda item: item[1][1]):
+        print(f"  {status:<22} {count:>6} statuses, last at {at:6.1f} s")
+    if not result["all_completed"]:
+        raise SystemExit("not every case completed before the timeout")
+
+
+if __name__ == "__main__":
+    main()
