@@ -78,7 +78,7 @@ class BatchConsumer:
         return AsyncRetrying(
             retry=retry_if_exception(is_transient),
             stop=stop_after_attempt(self._settings.retry_attempts) | stop_after_delay(self._settings.retry_max_seconds),
-            wait=wait_exponential_jitter(initial=0.1, max=5.0),
+            wait=wait_exponential_jitter(multiplier=0.1, max=5.0),
             reraise=True,
         )
 

@@ -7,12 +7,14 @@ import logging
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry import trace
 
 from reintegra.outbox import decode_headers
 from reintegra.telemetry import context_from_traceparent, current_trace_carrier, is_unsampled, tracer
 
 log = logging.getLogger(__name__)
+_PARTITIONER = DefaultPartitioner()
 
 
 def new_producer(bootstrap_servers: str) -> AIOKafkaProducer:
@@ -46,6 +48,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._idle_sleep_s = idle_sleep_s
         self.published = 0
+        self._partitions: dict[str, list[int]] = {}
 
     async def run(self) -> None:
         while True:
@@ -78,23 +81,50 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            deliveries = [await self._send(row) for row in rows]
-            await asyncio.gather(*deliveries)
+            await asyncio.gather(*await self._send_in_batches(rows))
             await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
         self.published += len(rows)
         return len(rows)
 
-    async def _send(self, row: asyncpg.Record) -> asyncio.Future:
+    async def _send_in_batches(self, rows: list[asyncpg.Record]) -> list[asyncio.Future]:
+        """One record batch per partition, filled in seq order: far cheaper than a send() per row,
+        and it keeps each key's order (a key always maps to the same partition)."""
+        by_partition: dict[tuple[str, int], list[asyncpg.Record]] = {}
+        for row in rows:
+            partition = await self._partition_of(row["topic"], row["key"])
+            by_partition.setdefault((row["topic"], partition), []).append(row)
+        deliveries = []
+        for (topic, partition), partition_rows in by_partition.items():
+            batch = self._producer.create_batch()
+            for row in partition_rows:
+                headers = self._headers_with_trace(row)
+                if batch.append(key=row["key"], value=row["value"], timestamp=None, headers=headers) is None:
+                    batch.close()
+                    deliveries.append(await self._producer.send_batch(batch, topic, partition=partition))
+                    batch = self._producer.create_batch()
+                    batch.append(key=row["key"], value=row["value"], timestamp=None, headers=headers)
+            batch.close()
+            deliveries.append(await self._producer.send_batch(batch, topic, partition=partition))
+        return deliveries
+
+    async def _partition_of(self, topic: str, key: bytes | None) -> int:
+        partitions = self._partitions.get(topic)
+        if partitions is None:
+            partitions = self._partitions[topic] = sorted(await self._producer.partitions_for(topic))
+        # The Java client's murmur2 partitioner, as producers upstream use: same key, same partition.
+        return _PARTITIONER(key, partitions, partitions)
+
+    def _headers_with_trace(self, row: asyncpg.Record) -> list[tuple[str, bytes]]:
         headers = decode_headers(row["headers"])
         # Rows that carry their own trace headers (dead letters keep the original record's) keep them.
         if any(name == "traceparent" for name, _ in headers) or not row["traceparent"]:
-            return await self._producer.send(row["topic"], value=row["value"], key=row["key"], headers=headers)
+            return headers
         if is_unsampled(row["traceparent"]):
             # Nothing of this trace is recorded: pass its context on as is, without a span.
             headers.append(("traceparent", row["traceparent"].encode()))
             if row["tracestate"]:
                 headers.append(("tracestate", row["tracestate"].encode()))
-            return await self._producer.send(row["topic"], value=row["value"], key=row["key"], headers=headers)
+            return headers
         parent = context_from_traceparent(row["traceparent"], row["tracestate"])
         with tracer().start_as_current_span(
             f"{row['topic']} publish",
@@ -102,5 +132,4 @@ class OutboxRelay:
             kind=trace.SpanKind.PRODUCER,
             attributes={"messaging.system": "kafka", "messaging.destination.name": row["topic"]},
         ):
-            headers += [(name, value.encode()) for name, value in current_trace_carrier().items()]
-            return await self._producer.send(row["topic"], value=row["value"], key=row["key"], headers=headers)
+            return headers + [(name, value.encode()) for name, value in current_trace_carrier().items()]

@@ -314,7 +314,22 @@ async def test_relay_on_an_empty_outbox_sends_nothing(pool, schema):
 
 async def test_relay_keeps_rows_whose_send_failed(pool, schema):
     class FailingProducer:
-        async def send(self, *args, **kwargs):
+        """The broker is unreachable: every batch submitted fails."""
+
+        async def partitions_for(self, topic):
+            return {0}
+
+        def create_batch(self):
+            class Batch:
+                def append(self, **kwargs):
+                    return object()
+
+                def close(self):
+                    pass
+
+            return Batch()
+
+        async def send_batch(self, batch, topic, *, partition):
             raise ConnectionError("broker down")
 
     async with pool.acquire() as conn, conn.transaction():

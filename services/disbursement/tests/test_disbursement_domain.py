@@ -110,12 +110,6 @@ def test_split_is_a_largest_remainder_apportionment(total, shares):
             assert ri > rj or (ri == rj and i < j)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="split_minor computes total×share in Decimal with the default 28-digit context: for contract-valid "
-    "inputs with many digits (amount up to 19 digits, share_percent up to 12 decimals) the remainders are "
-    "rounded away and the leftover unit goes to the wrong tranche",
-)
 def test_largest_remainder_holds_for_long_amounts_and_precise_shares():
     total = 10**18 + 7
     shares = ["33.333333333333", "33.333333333333", "33.333333333334"]

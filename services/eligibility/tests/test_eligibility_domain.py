@@ -388,11 +388,6 @@ def test_bad_config_is_refused(config):
         programmes_from_config(config)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="programmes_from_config accepts review_vulnerabilities written as a single string and turns it "
-    "into a set of its characters, so no vulnerability ever triggers a review",
-)
 def test_review_vulnerabilities_as_a_bare_string_is_refused():
     config = yaml.safe_load("programmes:\n  P:\n    ceilings: {EUR: '2000.00'}\n    review_vulnerabilities: unaccompanied_minor\n")
     with pytest.raises(ProgrammeConfigError):

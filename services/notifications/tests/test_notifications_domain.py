@@ -154,11 +154,6 @@ async def test_file_gateway_remembers_what_an_earlier_instance_wrote(tmp_path):
     assert [line.split("  ")[1] for line in lines(path)] == ["id=n-1", "id=n-2", "id=n-3"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FileSmsGateway.send filters only ids written before the call: the same id twice in one batch "
-    "is written twice",
-)
 async def test_file_gateway_writes_a_repeated_id_within_one_batch_once(tmp_path):
     path = tmp_path / "outbox.log"
     await FileSmsGateway(path).send([sms("n-1"), sms("n-1")])

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from disbursement.domain.ledger import (
-    CANCELLABLE, DONE, ON_APPROVAL, Facts, Tranche, delivery_key, payment_reference, tranches_of_plan,
+    CANCELLABLE, DONE, ON_APPROVAL, Facts, Tranche, delivery_key, tranches_of_plan,
 )
 
 TRANCHE_RELEASED = "reintegration.tranche.released.v1"
@@ -140,7 +140,6 @@ class CaseLedger:
                 tranche.release.startswith("milestone:") and tranche.release.split(":", 1)[1] in self.facts.milestones
             )
             if due:
-                tranche.reference = payment_reference(self.case_id, tranche.plan_id, tranche.component_id, tranche.seq)
                 self._set(tranche, "released", TRANCHE_RELEASED)
                 if tranche.modality == "in_kind":
                     self._set(tranche, "ordered", INKIND_ORDERED)

@@ -64,6 +64,7 @@ def tranches_of_plan(case_id: str, plan: dict[str, Any]) -> list[Tranche]:
                 plan_id=plan["plan_id"], modality=component["modality"], category=component["category"],
                 currency=total.currency, amount_minor=minor, release=spec["release"],
                 vendor_id=component.get("vendor_id"),
+                reference=payment_reference(case_id, plan["plan_id"], component["component_id"], int(spec["seq"])),
             ))
     return result
 

@@ -22,6 +22,31 @@ class ProgrammeConfigError(ValueError):
     pass
 
 
+VULNERABILITIES = frozenset({
+    "victim_of_trafficking", "unaccompanied_minor", "medical_condition", "disability", "single_parent", "elderly",
+})
+
+
+def _review_list(code: str, value: Any) -> frozenset[str]:
+    # A bare string would otherwise become a set of letters and silently disable every review.
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProgrammeConfigError(f"programme {code}: review_vulnerabilities must be a list of names")
+    unknown = set(value) - VULNERABILITIES
+    if unknown:
+        raise ProgrammeConfigError(f"programme {code}: unknown vulnerabilities {sorted(unknown)}")
+    return frozenset(value)
+
+
+def _flag(code: str, name: str, value: Any, default: bool) -> bool:
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ProgrammeConfigError(f"programme {code}: {name} must be true or false")
+    return value
+
+
 def programmes_from_config(config: Mapping[str, Any]) -> dict[str, Programme]:
     try:
         result = {}
@@ -31,8 +56,9 @@ def programmes_from_config(config: Mapping[str, Any]) -> dict[str, Programme]:
                 code=code,
                 name=spec.get("name", code),
                 ceilings=ceilings,
-                require_return_to_origin=bool(spec.get("require_return_to_origin", True)),
-                review_vulnerabilities=frozenset(spec.get("review_vulnerabilities") or ()),
+                require_return_to_origin=_flag(code, "require_return_to_origin",
+                                               spec.get("require_return_to_origin"), True),
+                review_vulnerabilities=_review_list(code, spec.get("review_vulnerabilities")),
             )
         return result
     except (KeyError, TypeError, AttributeError, ValueError) as exc:

@@ -45,7 +45,7 @@ class FileSmsGateway:
         return ids
 
     async def send(self, messages: list[Sms]) -> None:
-        fresh = [m for m in messages if m.message_id not in self._sent]
+        fresh = list({m.message_id: m for m in messages if m.message_id not in self._sent}.values())
         if not fresh:
             return
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
