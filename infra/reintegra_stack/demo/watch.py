@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from reintegra import jsonfast
 from reintegra.money import Money
 from reintegra.topics import CASE_STATUS, CONSUMED_TOPICS, UPSTREAM_INVALID, dead_letter_topic
 from reintegra_stack.demo.scenario import short_status
@@ -59,7 +59,8 @@ class PipelineWatcher:
     async def start(self) -> None:
         """Start reading from the current end of each topic: call before publishing."""
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False,
-                                          auto_offset_reset="earliest", max_poll_records=2000)
+                                          auto_offset_reset="earliest", max_poll_records=2000,
+                                          fetch_min_bytes=64 * 1024, fetch_max_wait_ms=100)
         await self._consumer.start()
         partitions = await topic_partitions(self._bootstrap, (CASE_STATUS, *DEAD_LETTER_TOPICS))
         self._consumer.assign(partitions)
@@ -82,7 +83,7 @@ class PipelineWatcher:
                     self._on_dead_letter(tp.topic, record)
 
     def _on_status(self, record, now: float) -> None:
-        event = json.loads(record.value)
+        event = jsonfast.loads(record.value)
         case_id = event["subject"]
         if not case_id.startswith(self._prefix):
             return
