@@ -196,8 +196,6 @@ def subscribe_batch(
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
         max_poll_interval_ms=300_000,
-        fetch_min_bytes=settings.fetch_min_bytes,
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         parser=_tolerant_batch_parser,
         decoder=_raw_decoder,
         title=title,

@@ -17,10 +17,6 @@ class Settings(BaseSettings):
     # Batches: one Postgres transaction per batch is what makes >1,000 cases/s possible.
     batch_max_records: int = Field(500, alias="REINTEGRA_BATCH_MAX_RECORDS")
     batch_timeout_ms: int = Field(20, alias="REINTEGRA_BATCH_TIMEOUT_MS")
-    # Let the broker gather data before answering a fetch: fewer, larger fetches cost the broker
-    # and the consumer far less CPU under load, for at most fetch_max_wait_ms of added latency.
-    fetch_min_bytes: int = Field(64 * 1024, alias="REINTEGRA_FETCH_MIN_BYTES")
-    fetch_max_wait_ms: int = Field(50, alias="REINTEGRA_FETCH_MAX_WAIT_MS")
     # Transient-error retries per batch stay far below max_poll_interval_ms (5 min).
     retry_attempts: int = Field(6, alias="REINTEGRA_RETRY_ATTEMPTS")
     retry_max_seconds: float = Field(30.0, alias="REINTEGRA_RETRY_MAX_SECONDS")

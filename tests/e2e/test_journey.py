@@ -31,12 +31,17 @@ def contract_example_records(case_id: str, trace_id: str) -> list:
     return [samples.structured_record(e, traceparent_for(trace_id, i)) for i, e in enumerate(events)]
 
 
-async def wait_for_spans(state_dir, trace_id: str, services: set[str], timeout_s: float = 20) -> list[dict]:
+JOURNEY_SPANS = {"intake process", "eligibility process", "disbursement process", "disbursement send payment",
+                 "disbursement apply settlement", "notifications process", "notifications send sms"}
+
+
+async def wait_for_spans(state_dir, trace_id: str, names: set[str], timeout_s: float = 20) -> list[dict]:
+    """Each service exports its spans in the background: wait until every expected one is written."""
     deadline = time.monotonic() + timeout_s
     spans: list[dict] = []
     while time.monotonic() < deadline:
         spans = load_trace(state_dir / "traces", trace_id)
-        if services <= set(services_in(spans)) and any(s["name"] == "notifications send sms" for s in spans):
+        if names <= {s["name"] for s in spans}:
             return spans
         await asyncio.sleep(0.3)
     return spans
@@ -64,12 +69,10 @@ async def test_case_reaches_payment_settled_and_sms_as_one_trace(stack, run_id):
     assert any("approuvée" in line for line in lines) and any("Paiement reçu : 300,00 EUR" in line for line in lines)
     assert all("+2250701020304" not in line for line in lines), "the SMS log must not show the full number"
 
-    spans = await wait_for_spans(stack.state_dir, trace_id, FOUR_SERVICES)
+    spans = await wait_for_spans(stack.state_dir, trace_id, JOURNEY_SPANS)
     assert FOUR_SERVICES <= set(services_in(spans)), services_in(spans)
     assert {s["trace_id"] for s in spans} == {trace_id}
-    names = {s["name"] for s in spans}
-    assert {"intake process", "eligibility process", "disbursement process", "disbursement send payment",
-            "disbursement apply settlement", "notifications process", "notifications send sms"} <= names
+    assert JOURNEY_SPANS <= {s["name"] for s in spans}
     # No span of this case escaped into another trace.
     stray = [s for s in load_trace_all(stack.state_dir) if s["attributes"].get("reintegra.case_id") == case_id
              and s["trace_id"] != trace_id]

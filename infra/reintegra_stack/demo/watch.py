@@ -33,6 +33,7 @@ class Observed:
     final_status_at: dict[str, float] = field(default_factory=dict)
     # status → (count, monotonic time of the latest one): shows which stage lags under load
     stage_progress: dict[str, tuple[int, float]] = field(default_factory=dict)
+    redelivered_statuses: int = 0
 
     def paid(self) -> dict[str, str]:
         return {cur: Money(minor, cur).format_amount() for cur, minor in sorted(self.paid_minor.items())}
@@ -59,8 +60,7 @@ class PipelineWatcher:
     async def start(self) -> None:
         """Start reading from the current end of each topic: call before publishing."""
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False,
-                                          auto_offset_reset="earliest", max_poll_records=2000,
-                                          fetch_min_bytes=64 * 1024, fetch_max_wait_ms=100)
+                                          auto_offset_reset="earliest", max_poll_records=2000)
         await self._consumer.start()
         partitions = await topic_partitions(self._bootstrap, (CASE_STATUS, *DEAD_LETTER_TOPICS))
         self._consumer.assign(partitions)
@@ -89,6 +89,11 @@ class PipelineWatcher:
             return
         status = short_status(event["type"])
         obs = self.observed
+        if event["id"] in obs.status_ids[case_id][status]:
+            # At-least-once: a status re-published after a crash repeats its id. Like any upstream
+            # consumer, ignore it, or a stale copy would look like the case's latest status.
+            obs.redelivered_statuses += 1
+            return
         obs.last_status[case_id] = status
         obs.status_counts[case_id][status] += 1
         obs.status_ids[case_id][status].add(event["id"])
