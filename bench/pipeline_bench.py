@@ -10,8 +10,8 @@ percentiles from publishing a case's last event to its `grant.completed` status.
 from __future__ import annotations
 
 import argparse
-import os
 import asyncio
+import os
 import secrets
 import shutil
 import statistics
@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-
 from reintegra.topics import UPSTREAM_CASE_EVENTS
 from reintegra_stack.demo.scenario import simple_cash_scenario
 from reintegra_stack.demo.watch import PipelineWatcher

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-
 from reintegra.contract import samples
 from reintegra.contract.upstream import CASE_REGISTERED, PLAN_APPROVED, RETURN_COMPLETED
 from reintegra.topics import UPSTREAM_CASE_EVENTS

@@ -18,7 +18,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from reintegra.contract.status import STATUS_TYPES
 from reintegra_stack._proc import free_port
 from support import watch

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field, create_model
-
 from reintegra.contract.status import STATUS_TYPES
 from reintegra.contract.upstream import EVENT_TYPES
 from reintegra.topics import (

@@ -14,7 +14,6 @@ import time
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
-
 from reintegra.topics import ALL_TOPICS
 
 log = logging.getLogger(__name__)

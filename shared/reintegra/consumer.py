@@ -124,10 +124,9 @@ class BatchConsumer:
             if is_transient(exc):
                 raise
             reason = exc.reason if isinstance(exc, PermanentError) else "processing_failed"
-            log.error("dead-lettering %s[%d]@%d: %r", record.topic, record.partition, record.offset, exc)
-            await self._in_transaction(
-                lambda conn: dead_letter(conn, record, reason, f"{type(exc).__name__}: {exc}", self._service)
-            )
+            message = f"{type(exc).__name__}: {exc}"
+            log.error("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, message)
+            await self._in_transaction(lambda conn: dead_letter(conn, record, reason, message, self._service))
 
     async def on_batch(self, message: Any) -> None:
         records: tuple[ConsumerRecord, ...] = message.raw_message

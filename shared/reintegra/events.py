@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from reintegra import jsonfast
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from reintegra import jsonfast
 
 STRUCTURED_CONTENT_TYPE = b"application/cloudevents+json"
 CONTENT_TYPE_HEADER = "content-type"

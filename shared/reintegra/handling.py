@@ -33,7 +33,7 @@ async def fresh_events(
     """Decode a batch and keep, in order, the events this service has not applied before."""
     decoded = [(record, decode_or_reject(record)) for record in records]
     verdicts = await inbox.claim(conn, [(e.source, e.event_id, None) for _, e in decoded])
-    return [pair for pair, verdict in zip(decoded, verdicts) if verdict is inbox.Verdict.APPLY]
+    return [pair for pair, verdict in zip(decoded, verdicts, strict=False) if verdict is inbox.Verdict.APPLY]
 
 
 def span_attributes(record: ConsumerRecord, event: InternalEvent) -> dict[str, str | int]:

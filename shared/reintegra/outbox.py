@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from reintegra import jsonfast
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from reintegra import events
+from reintegra import events, jsonfast
 from reintegra.telemetry import current_trace_carrier
 
 

@@ -3,7 +3,6 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from reintegra.money import CurrencyMismatch, Money, MoneyError, UnknownCurrency, minor_units
 
 

@@ -9,7 +9,6 @@ from datetime import datetime
 
 import pytest
 from aiokafka.structs import ConsumerRecord
-
 from reintegra.errors import PermanentError
 from reintegra.events import (
     InternalEvent,

@@ -14,7 +14,6 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-
 from reintegra import inbox, outbox
 from reintegra.consumer import BatchConsumer
 from reintegra.db import apply_migrations, create_pool
@@ -366,7 +365,7 @@ class Handler:
     async def __call__(self, conn: asyncpg.Connection, records) -> None:
         self.calls += 1
         verdicts = await inbox.claim(conn, [(f"test:{r.topic}", record_id(r), None) for r in records])
-        for r, verdict in zip(records, verdicts):
+        for r, verdict in zip(records, verdicts, strict=False):
             if verdict is not Verdict.APPLY:
                 continue
             if r.value == b"poison":

@@ -1,14 +1,13 @@
 import copy
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from reintegra.contract import (
     EVENT_TYPES,
     MAX_RECORD_BYTES,
@@ -123,7 +122,7 @@ def test_every_contract_example_parses(event_type, mode):
     assert result.raw_data == data
     assert isinstance(result.data, EVENT_TYPES[event_type])
     assert result.event_id == "evt-1" and result.source == "urn:casesys:ma-rabat"
-    assert result.time == datetime(2026, 10, 20, 9, 30, 1, tzinfo=timezone.utc)
+    assert result.time == datetime(2026, 10, 20, 9, 30, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("event_type", list(CONTRACT_EXAMPLES))
@@ -445,7 +444,7 @@ def test_trace_context():
 
 
 def test_every_produced_code_is_documented():
-    for _, ce, code, _ in BAD_PAYLOADS + BAD_ENVELOPES:
+    for _, _ce, code, _ in BAD_PAYLOADS + BAD_ENVELOPES:
         assert code in REASON_CODES
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 
 import pytest
-
 from support import cash_case_records, publish, query, sms_lines, wait_for_sms, watch
 
 CASES = 120

@@ -8,7 +8,11 @@ import time
 
 from reintegra.contract import samples
 from reintegra.contract.upstream import (
-    CASE_REGISTERED, DELIVERY_CONFIRMED, MILESTONE_VERIFIED, PLAN_APPROVED, RETURN_COMPLETED,
+    CASE_REGISTERED,
+    DELIVERY_CONFIRMED,
+    MILESTONE_VERIFIED,
+    PLAN_APPROVED,
+    RETURN_COMPLETED,
 )
 from reintegra_stack.traces import load_trace, services_in
 from support import publish, query, sms_lines, traceparent_for, wait_for_sms, watch

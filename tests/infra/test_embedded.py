@@ -14,7 +14,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from reintegra_stack.embedded import RunningBroker, RunningPostgres, start_broker, start_postgres
 
 HAVE_JAVA_MVN = shutil.which("java") is not None and shutil.which("mvn") is not None

@@ -12,7 +12,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from reintegra_stack.supervisor import READY_MARKER, Stack, StackConfig, StackError
 
 STAND_IN = textwrap.dedent(

@@ -2,7 +2,6 @@ import asyncio
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-
 from provider_sandbox import FaultSettings, SandboxConfig, create_app
 
 

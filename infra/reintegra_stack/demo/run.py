@@ -9,11 +9,11 @@ import urllib.request
 from collections import Counter
 
 from aiokafka import AIOKafkaProducer
+from reintegra.topics import UPSTREAM_CASE_EVENTS
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from reintegra.topics import UPSTREAM_CASE_EVENTS
 from reintegra_stack.demo.scenario import Scenario
 from reintegra_stack.demo.watch import PipelineWatcher
 from reintegra_stack.traces import load_trace, render_trace, services_in
@@ -110,9 +110,6 @@ def print_summary(console: Console, scenario: Scenario, watcher: PipelineWatcher
     for (topic, reason), count in sorted(obs.dead_letters.items()):
         letters.add_row(topic, reason, str(count))
     console.print(letters)
-    dup = sum(max(0, n - 1) for counts in obs.status_counts.values() for n in counts.values()
-              if False)  # statuses are per change; duplicates upstream must not create any
-    del dup
 
 
 async def show_one_trace(console: Console, stack, scenario: Scenario, watcher: PipelineWatcher) -> bool:

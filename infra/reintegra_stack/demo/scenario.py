@@ -15,8 +15,13 @@ from dataclasses import dataclass, field
 
 from reintegra.contract import samples
 from reintegra.contract.upstream import (
-    BENEFICIARY_UPDATED, CASE_REGISTERED, CASE_WITHDRAWN, DELIVERY_CONFIRMED, MILESTONE_VERIFIED,
-    PLAN_APPROVED, RETURN_COMPLETED,
+    BENEFICIARY_UPDATED,
+    CASE_REGISTERED,
+    CASE_WITHDRAWN,
+    DELIVERY_CONFIRMED,
+    MILESTONE_VERIFIED,
+    PLAN_APPROVED,
+    RETURN_COMPLETED,
 )
 
 Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -10,10 +9,10 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-
 from reintegra import jsonfast
 from reintegra.money import Money
 from reintegra.topics import CASE_STATUS, CONSUMED_TOPICS, UPSTREAM_INVALID, dead_letter_topic
+
 from reintegra_stack.demo.scenario import short_status
 
 DEAD_LETTER_TOPICS = (UPSTREAM_INVALID, *(dead_letter_topic(t) for t in CONSUMED_TOPICS))

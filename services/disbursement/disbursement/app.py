@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from faststream import FastStream
+from reintegra.service import ServiceBuilder
+from reintegra.topics import ELIGIBILITY_CASE_EVENTS
 
 from disbursement.handlers import handle_eligibility_batch
 from disbursement.payments import run_payment_dispatcher, run_settlement_poller
-from reintegra.service import ServiceBuilder
-from reintegra.topics import ELIGIBILITY_CASE_EVENTS
 
 
 def create_app() -> FastStream:

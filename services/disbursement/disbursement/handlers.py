@@ -6,15 +6,15 @@ from collections.abc import Sequence
 
 import asyncpg
 from aiokafka import ConsumerRecord
-
-from disbursement import repository
-from disbursement.domain.case import CaseLedger
-from disbursement.publishing import drain
 from reintegra import outbox
 from reintegra.errors import PermanentError
 from reintegra.handling import fresh_events, span_attributes
 from reintegra.outbox import OutboxMessage
 from reintegra.telemetry import record_span
+
+from disbursement import repository
+from disbursement.domain.case import CaseLedger
+from disbursement.publishing import drain
 
 ACTIONS = {
     "reintegra.eligibility.grant.approved.v1": CaseLedger.approve,

@@ -7,16 +7,16 @@ the same reference is sent again, which the provider answers with the same trans
 
 from __future__ import annotations
 
-from reintegra import jsonfast
 import asyncio
 import logging
+
+from reintegra import jsonfast, outbox
+from reintegra.service import ServiceRuntime
+from reintegra.telemetry import span_from_traceparent
 
 from disbursement import repository
 from disbursement.adapters.provider_client import ProviderClient, ProviderUnavailable, TransferRequest
 from disbursement.publishing import drain
-from reintegra import outbox
-from reintegra.service import ServiceRuntime
-from reintegra.telemetry import span_from_traceparent
 
 log = logging.getLogger(__name__)
 

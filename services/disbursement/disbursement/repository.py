@@ -3,10 +3,10 @@ every writer, so the handler, the dispatcher and the settlement poller never dea
 
 from __future__ import annotations
 
-from reintegra import jsonfast
 from collections.abc import Iterable
 
 import asyncpg
+from reintegra import jsonfast
 
 from disbursement.domain.case import CaseLedger
 from disbursement.domain.ledger import Facts, Tranche
@@ -39,7 +39,7 @@ async def load_ledgers(conn: asyncpg.Connection, case_ids: Iterable[str]) -> dic
 
 async def save_ledgers(conn: asyncpg.Connection, ledgers: Iterable[CaseLedger]) -> None:
     ledgers = list(ledgers)
-    facts = [(l.case_id, jsonfast.dumps_text(l.facts.to_json())) for l in ledgers if l.facts_changed]
+    facts = [(ledger.case_id, jsonfast.dumps_text(ledger.facts.to_json())) for ledger in ledgers if ledger.facts_changed]
     if facts:
         await conn.execute(
             """
@@ -48,7 +48,7 @@ async def save_ledgers(conn: asyncpg.Connection, ledgers: Iterable[CaseLedger]) 
             """,
             [f[0] for f in facts], [f[1] for f in facts],
         )
-    tranches = [l.tranches[k] for l in ledgers for k in sorted(l.changed)]
+    tranches = [ledger.tranches[k] for ledger in ledgers for k in sorted(ledger.changed)]
     if tranches:
         columns = [[getattr(t, c) for t in tranches] for c in _TRANCHE_COLUMNS]
         types = ["text", "text", "int", "text", "text", "text", "text", "bigint",

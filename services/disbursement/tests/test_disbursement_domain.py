@@ -7,9 +7,6 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from disbursement.domain.case import (
     GRANT_COMPLETED,
     INKIND_DELIVERED,
@@ -23,6 +20,8 @@ from disbursement.domain.case import (
 )
 from disbursement.domain.ledger import Facts, payment_reference
 from disbursement.domain.split import split_minor
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from reintegra.money import Money
 
 # --------------------------------------------------------------------------------------------
@@ -85,7 +84,7 @@ def shares_summing_to_100(draw):
     cuts = sorted(draw(st.lists(st.integers(min_value=1, max_value=9999), min_size=n - 1, max_size=n - 1,
                                 unique=True)))
     bounds = [0, *cuts, 10000]
-    hundredths = [b - a for a, b in zip(bounds, bounds[1:])]
+    hundredths = [b - a for a, b in zip(bounds, bounds[1:], strict=False)]
     as_text = draw(st.booleans())
     return [str(Decimal(h) / 100) if as_text else Decimal(h) / 100 for h in hundredths]
 
@@ -97,13 +96,13 @@ def test_split_is_a_largest_remainder_apportionment(total, shares):
     exact = [Fraction(total) * Fraction(str(s)) / 100 for s in shares]
     # Exact sum, and every part is the exact share rounded down or up by less than one unit.
     assert sum(parts) == total
-    for part, e in zip(parts, exact):
+    for part, e in zip(parts, exact, strict=False):
         assert part - 1 < e <= part + 1 and part >= 0
         assert part in (int(e), int(e) + 1)
     # Largest remainder: a part rounded up never has a smaller remainder than a part rounded down,
     # and on a tie the earlier tranche is the one rounded up.
-    up = [i for i, (p, e) in enumerate(zip(parts, exact)) if p > e]
-    down = [i for i, (p, e) in enumerate(zip(parts, exact)) if p <= e and e != p]
+    up = [i for i, (p, e) in enumerate(zip(parts, exact, strict=False)) if p > e]
+    down = [i for i, (p, e) in enumerate(zip(parts, exact, strict=False)) if p <= e and e != p]
     for i in up:
         for j in down:
             ri, rj = exact[i] - int(exact[i]), exact[j] - int(exact[j])

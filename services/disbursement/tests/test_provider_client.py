@@ -5,7 +5,6 @@ from dataclasses import asdict
 import aiohttp
 import pytest
 from aiohttp import web
-
 from disbursement.adapters.provider_client import (
     ProviderClient,
     ProviderUnavailable,

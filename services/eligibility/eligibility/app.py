@@ -6,11 +6,11 @@ from pathlib import Path
 
 import yaml
 from faststream import FastStream
+from reintegra.service import ServiceBuilder
+from reintegra.topics import INTAKE_CASE_EVENTS
 
 from eligibility.domain.programmes import Programme, programmes_from_config
 from eligibility.handlers import make_handler
-from reintegra.service import ServiceBuilder
-from reintegra.topics import INTAKE_CASE_EVENTS
 
 DEFAULT_PROGRAMMES = Path(__file__).parent / "programmes.yaml"
 

@@ -6,12 +6,6 @@ from collections.abc import Mapping, Sequence
 
 import asyncpg
 from aiokafka import ConsumerRecord
-
-from eligibility import repository
-from eligibility.domain.case_file import CaseFile
-from eligibility.domain.process import apply_event
-from eligibility.domain.programmes import Programme
-from eligibility.domain.rules import Decision
 from reintegra import outbox
 from reintegra.events import new_event
 from reintegra.handling import derived_id, fresh_events, span_attributes
@@ -19,6 +13,12 @@ from reintegra.notices import notice_request
 from reintegra.outbox import OutboxMessage, cloud_event_message
 from reintegra.telemetry import record_span
 from reintegra.topics import CASE_STATUS, ELIGIBILITY_CASE_EVENTS
+
+from eligibility import repository
+from eligibility.domain.case_file import CaseFile
+from eligibility.domain.process import apply_event
+from eligibility.domain.programmes import Programme
+from eligibility.domain.rules import Decision
 
 SOURCE = "urn:reintegra:eligibility"
 

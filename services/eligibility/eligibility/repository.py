@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from reintegra import jsonfast
 from collections.abc import Iterable
 
 import asyncpg
+from reintegra import jsonfast
 
 from eligibility.domain.case_file import CaseFile
 from eligibility.domain.rules import Decision

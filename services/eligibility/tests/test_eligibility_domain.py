@@ -6,9 +6,9 @@ import copy
 import itertools
 from pathlib import Path
 
+import eligibility
 import pytest
 import yaml
-
 from eligibility.domain.case_file import CaseFile
 from eligibility.domain.process import (
     BENEFICIARY_UPDATED,
@@ -24,8 +24,6 @@ from eligibility.domain.process import (
 )
 from eligibility.domain.programmes import Programme, ProgrammeConfigError, programmes_from_config
 from reintegra.money import Money
-
-import eligibility
 
 PROGRAMME_YAML = Path(eligibility.__file__).parent / "programmes.yaml"
 CASE = "MA-2026-000123"

@@ -7,11 +7,11 @@ import logging
 from pathlib import Path
 
 from faststream import FastStream
+from reintegra.service import ServiceBuilder, ServiceRuntime
+from reintegra.topics import UPSTREAM_CASE_EVENTS
 
 from intake import repository
 from intake.handlers import handle_upstream_batch
-from reintegra.service import ServiceBuilder, ServiceRuntime
-from reintegra.topics import UPSTREAM_CASE_EVENTS
 
 log = logging.getLogger("intake")
 

@@ -9,12 +9,6 @@ from dataclasses import dataclass, field
 
 import asyncpg
 from aiokafka import ConsumerRecord
-
-from intake import repository
-from intake.domain import statuses
-from intake.domain.minimise import accepted_case
-from intake.domain.routing import CaseStatus, Route, route, status_after
-from intake.repository import ParkedEvent
 from reintegra import inbox, outbox
 from reintegra.contract.envelope import RejectedEvent, UpstreamEvent, parse_upstream_record
 from reintegra.contract.reasons import Reason
@@ -23,6 +17,12 @@ from reintegra.handling import derived_id
 from reintegra.outbox import OutboxMessage, cloud_event_message
 from reintegra.telemetry import current_trace_carrier, record_span, span_from_traceparent
 from reintegra.topics import CASE_STATUS, INTAKE_CASE_EVENTS, UPSTREAM_INVALID
+
+from intake import repository
+from intake.domain import statuses
+from intake.domain.minimise import accepted_case
+from intake.domain.routing import CaseStatus, Route, route, status_after
+from intake.repository import ParkedEvent
 
 SOURCE = "urn:reintegra:intake"
 CASE_ACCEPTED_INTERNAL = "reintegra.intake.case.accepted.v1"
@@ -118,14 +118,14 @@ def _span_attributes(record: ConsumerRecord, parsed: UpstreamEvent | RejectedEve
 
 async def handle_upstream_batch(conn: asyncpg.Connection, records: Sequence[ConsumerRecord]) -> None:
     parsed = [parse_upstream_record(r.value, list(r.headers or ()), r.key) for r in records]
-    verdicts = await inbox.claim(conn, [inbox_key(r, p) for r, p in zip(records, parsed)])
+    verdicts = await inbox.claim(conn, [inbox_key(r, p) for r, p in zip(records, parsed, strict=False)])
 
-    valid = [p for p, v in zip(parsed, verdicts) if isinstance(p, UpstreamEvent) and v is inbox.Verdict.APPLY]
+    valid = [p for p, v in zip(parsed, verdicts, strict=False) if isinstance(p, UpstreamEvent) and v is inbox.Verdict.APPLY]
     known = await repository.load_case_statuses(conn, {p.case_id for p in valid})
     registering = {p.case_id for p in valid if route(p.type, known.get(p.case_id)) is Route.REGISTER}
     effects = _BatchEffects(known=known, parked_in_db=await repository.take_parked(conn, registering))
 
-    for record, event, verdict in zip(records, parsed, verdicts):
+    for record, event, verdict in zip(records, parsed, verdicts, strict=False):
         if verdict is inbox.Verdict.DUPLICATE:
             continue
         with record_span("intake process", list(record.headers or ()), _span_attributes(record, event)):

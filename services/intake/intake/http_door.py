@@ -19,7 +19,6 @@ from urllib.parse import unquote
 
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
-
 from reintegra.contract import MAX_RECORD_BYTES, Reason, RejectedEvent, parse_upstream_record
 from reintegra.relay import new_producer
 from reintegra.topics import UPSTREAM_CASE_EVENTS

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from reintegra import jsonfast
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from reintegra import jsonfast
 
 from intake.domain.routing import CaseStatus
 

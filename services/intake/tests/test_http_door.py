@@ -10,7 +10,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
-
 from intake.http_door import create_app
 from reintegra.contract import samples
 from reintegra.contract.envelope import MAX_RECORD_BYTES

@@ -6,7 +6,6 @@ import copy
 import json
 
 import pytest
-
 from intake.domain import statuses
 from intake.domain.minimise import accepted_case
 from intake.domain.routing import CASE_REGISTERED, CASE_WITHDRAWN, CaseStatus, Route, route, status_after

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import yaml
 from faststream import FastStream
+from reintegra.service import ServiceBuilder
+from reintegra.settings import Settings
+from reintegra.topics import NOTICE_REQUESTS
 
 from notifications.adapters.sms_gateway import FileSmsGateway, SmsGateway
 from notifications.domain.messages import Templates
 from notifications.handlers import make_handler
 from notifications.sender import run_sender
-from reintegra.service import ServiceBuilder
-from reintegra.settings import Settings
-from reintegra.topics import NOTICE_REQUESTS
 
 TEMPLATES = Path(__file__).parent / "templates.yaml"
 

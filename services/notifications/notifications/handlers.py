@@ -6,13 +6,13 @@ from collections.abc import Sequence
 
 import asyncpg
 from aiokafka import ConsumerRecord
+from reintegra.errors import PermanentError
+from reintegra.handling import fresh_events, span_attributes
+from reintegra.telemetry import current_trace_carrier, record_span
 
 from notifications import repository
 from notifications.domain.messages import Templates, UnknownNoticeKind, render
 from notifications.repository import Notice
-from reintegra.errors import PermanentError
-from reintegra.handling import fresh_events, span_attributes
-from reintegra.telemetry import current_trace_carrier, record_span
 
 
 def make_handler(templates: Templates):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from notifications import repository
-from notifications.adapters.sms_gateway import Sms, SmsGateway
 from reintegra.service import ServiceRuntime
 from reintegra.telemetry import span_from_traceparent
+
+from notifications import repository
+from notifications.adapters.sms_gateway import Sms, SmsGateway
 
 SEND_BATCH = 500
 IDLE_SLEEP_S = 0.05

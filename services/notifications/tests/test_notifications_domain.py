@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
-
 from notifications.adapters.sms_gateway import FileSmsGateway, Sms
 from notifications.app import load_templates
 from notifications.domain.messages import Templates, UnknownNoticeKind, format_money, render

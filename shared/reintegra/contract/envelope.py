@@ -6,7 +6,6 @@ so a parser exception would be a record that is silently stuck.
 
 from __future__ import annotations
 
-from reintegra import jsonfast
 import hashlib
 import json
 import math
@@ -18,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from reintegra import jsonfast
 from reintegra.contract.reasons import Reason, reasons_from_validation_error
 from reintegra.contract.upstream import CASE_ID_RE, EVENT_TYPES, parse_timestamp
 

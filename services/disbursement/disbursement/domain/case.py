@@ -6,7 +6,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from disbursement.domain.ledger import (
-    CANCELLABLE, DONE, ON_APPROVAL, Facts, Tranche, delivery_key, tranches_of_plan,
+    CANCELLABLE,
+    DONE,
+    ON_APPROVAL,
+    Facts,
+    Tranche,
+    delivery_key,
+    tranches_of_plan,
 )
 
 TRANCHE_RELEASED = "reintegration.tranche.released.v1"

@@ -11,8 +11,9 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from disbursement.domain.split import split_minor
 from reintegra.money import Money
+
+from disbursement.domain.split import split_minor
 
 ON_APPROVAL = "on_approval"
 CANCELLABLE = {"planned", "released", "ordered"}
@@ -58,7 +59,7 @@ def tranches_of_plan(case_id: str, plan: dict[str, Any]) -> list[Tranche]:
         total = Money.parse(component["amount"]["amount"], component["amount"]["currency"])
         specs = sorted(component["tranches"], key=lambda t: t["seq"])
         parts = split_minor(total.minor, [str(t["share_percent"]) for t in specs])
-        for spec, minor in zip(specs, parts):
+        for spec, minor in zip(specs, parts, strict=False):
             result.append(Tranche(
                 case_id=case_id, component_id=component["component_id"], seq=int(spec["seq"]),
                 plan_id=plan["plan_id"], modality=component["modality"], category=component["category"],

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from reintegra.money import Money
+
 from eligibility.domain.case_file import CaseFile
 from eligibility.domain.programmes import Programme
-from reintegra.money import Money
 
 APPROVED = "approved"
 REJECTED = "rejected"
