@@ -158,10 +158,11 @@ def _is_utf8(value: bytes | None) -> bool:
         return False
 
 
-async def _tolerant_batch_parser(records: tuple[ConsumerRecord, ...], original_parser: Callable) -> Any:
-    # FastStream decodes every header as UTF-8 and would fail the whole batch on one bad header;
-    # parse sanitised copies but hand the original records to the handler.
-    message = await original_parser(tuple(_decode_header_safely(r) for r in records))
+async def _lean_batch_parser(records: tuple[ConsumerRecord, ...], original_parser: Callable) -> Any:
+    """FastStream decodes every header of every record (and fails the whole batch on one non-UTF-8
+    header); our handlers read the raw records and open one span per record themselves. So let
+    FastStream see only the first record, sanitised, and hand the handler the original batch."""
+    message = await original_parser((_decode_header_safely(records[0]),))
     message.raw_message = records
     return message
 
@@ -195,7 +196,7 @@ def subscribe_batch(
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
         max_poll_interval_ms=300_000,
-        parser=_tolerant_batch_parser,
+        parser=_lean_batch_parser,
         decoder=_raw_decoder,
         title=title,
         description=description,
