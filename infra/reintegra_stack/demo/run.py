@@ -72,6 +72,7 @@ async def run_demo(stack, scenario: Scenario, timeout_s: float, console: Console
     finally:
         await watcher.stop()
     print_summary(console, scenario, watcher)
+    await print_parked(console, stack.database_url, prefix)
     trace_ok = await show_one_trace(console, stack, scenario, watcher)
     return done and trace_ok
 
@@ -105,11 +106,28 @@ def print_summary(console: Console, scenario: Scenario, watcher: PipelineWatcher
 
     letters = Table(title="Dead letters (refused, with their reasons)")
     letters.add_column("topic")
-    letters.add_column("reason codes")
+    letters.add_column("reason codes", overflow="fold")
     letters.add_column("records", justify="right")
     for (topic, reason), count in sorted(obs.dead_letters.items()):
         letters.add_row(topic, reason, str(count))
     console.print(letters)
+
+
+async def print_parked(console: Console, database_url: str, prefix: str) -> None:
+    """Events still waiting for a case that never came (its registration was refused)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT type, count(*) AS n FROM intake.parked_events WHERE case_id LIKE $1 GROUP BY type ORDER BY type",
+            prefix + "%",
+        )
+    finally:
+        await conn.close()
+    if rows:
+        listed = ", ".join(f"{r['n']} {r['type'].removeprefix('reintegration.')}" for r in rows)
+        console.print(f"Parked, waiting for a case that never registered: {listed} (see `reintegra parked`).")
 
 
 async def show_one_trace(console: Console, stack, scenario: Scenario, watcher: PipelineWatcher) -> bool:
