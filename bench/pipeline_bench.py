@@ -61,7 +61,7 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
-async def run(stack: Stack, n_cases: int, timeout_s: float, sampled_share: float) -> dict:
+async def run(stack: Stack, n_cases: int, timeout_s: float, sampled_share: float, rate: float) -> dict:
     scenario = simple_cash_scenario(n_cases, run_id=secrets.token_hex(3).upper(), sampled_share=sampled_share)
     finals = {c.case_id: c.expected_final for c in scenario.cases}
     watcher = PipelineWatcher(stack.bootstrap_servers, scenario.cases[0].case_id.rsplit("-", 1)[0], finals)
@@ -75,7 +75,13 @@ async def run(stack: Stack, n_cases: int, timeout_s: float, sampled_share: float
             for key, value, headers in case.records:
                 await producer.send(UPSTREAM_CASE_EVENTS, value=value, key=key, headers=headers)
             published_at[case.case_id] = time.monotonic()
-            if len(published_at) % 500 == 0:
+            if rate and len(published_at) % 50 == 0:
+                # Paced load: latency then measures the pipeline, not the queue of a burst.
+                await producer.flush()
+                due = started + len(published_at) / rate
+                while (ahead := due - time.monotonic()) > 0:
+                    await watcher.poll(timeout_ms=int(ahead * 1000) + 1)
+            elif len(published_at) % 500 == 0:
                 await producer.flush()
                 await watcher.poll(timeout_ms=0)
         await producer.flush()
@@ -107,6 +113,8 @@ def main() -> None:
     parser.add_argument("--sample-ratio", type=float, default=0.01,
                         help="share of cases whose upstream trace is sampled (spans recorded and exported)")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--rate", type=float, default=0,
+                        help="publish at this many cases/s (default: as fast as possible, a burst)")
     args = parser.parse_args()
     state_dir = Path(tempfile.mkdtemp(prefix="reintegra-bench-"))
     env = {"REINTEGRA_TRACE_SAMPLE_RATIO": str(args.sample_ratio)}
@@ -116,7 +124,7 @@ def main() -> None:
         print(f"stack up: broker {stack.broker.kind}; publishing {args.cases} cases (3 events each)...")
         cpu_before = cpu_seconds_by_component(stack)
         cpu_before["bench (publisher + watcher)"] = time.process_time()
-        result = asyncio.run(run(stack, args.cases, args.timeout, args.sample_ratio))
+        result = asyncio.run(run(stack, args.cases, args.timeout, args.sample_ratio, args.rate))
         cpu_after = cpu_seconds_by_component(stack)
         cpu_after["bench (publisher + watcher)"] = time.process_time()
     finally:
