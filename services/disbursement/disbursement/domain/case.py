@@ -5,6 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from reintegra.contract.status import (
+    GRANT_COMPLETED,
+    INKIND_DELIVERED,
+    INKIND_ORDERED,
+    PAYMENT_FAILED,
+    PAYMENT_SENT,
+    PAYMENT_SETTLED,
+    TRANCHE_CANCELLED,
+    TRANCHE_RELEASED,
+)
+
 from disbursement.domain.ledger import (
     CANCELLABLE,
     DONE,
@@ -14,15 +25,6 @@ from disbursement.domain.ledger import (
     delivery_key,
     tranches_of_plan,
 )
-
-TRANCHE_RELEASED = "reintegration.tranche.released.v1"
-PAYMENT_SENT = "reintegration.payment.sent.v1"
-PAYMENT_SETTLED = "reintegration.payment.settled.v1"
-PAYMENT_FAILED = "reintegration.payment.failed.v1"
-INKIND_ORDERED = "reintegration.inkind.ordered.v1"
-INKIND_DELIVERED = "reintegration.inkind.delivered.v1"
-TRANCHE_CANCELLED = "reintegration.tranche.cancelled.v1"
-GRANT_COMPLETED = "reintegration.grant.completed.v1"
 
 
 @dataclass

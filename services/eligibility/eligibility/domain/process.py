@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reintegra.contract.status import ELIGIBILITY_APPROVED, ELIGIBILITY_REJECTED, ELIGIBILITY_REVIEW_REQUIRED
+
 from eligibility.domain.case_file import CaseFile
 from eligibility.domain.programmes import Programme
 from eligibility.domain.rules import APPROVED, Decision, ceiling_reasons, evaluate, plan_total, ready_to_decide
@@ -23,9 +25,9 @@ PLAN_REVISED = "reintegra.eligibility.plan.revised.v1"
 CONTACT_UPDATED = "reintegra.eligibility.beneficiary.updated.v1"
 
 STATUS_TYPES = {
-    "approved": "reintegration.eligibility.approved.v1",
-    "rejected": "reintegration.eligibility.rejected.v1",
-    "review_required": "reintegration.eligibility.review_required.v1",
+    "approved": ELIGIBILITY_APPROVED,
+    "rejected": ELIGIBILITY_REJECTED,
+    "review_required": ELIGIBILITY_REVIEW_REQUIRED,
 }
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-CASE_ACCEPTED = "reintegration.case.accepted.v1"
-CASE_REJECTED = "reintegration.case.rejected.v1"
+from reintegra.contract.status import CASE_ACCEPTED, CASE_REJECTED
+
+__all__ = ["CASE_ACCEPTED", "CASE_REJECTED", "accepted", "rejected"]
 
 
 def accepted(case_id: str, program_code: str) -> dict[str, Any]:
