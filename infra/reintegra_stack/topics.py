@@ -14,7 +14,7 @@ import time
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
-from reintegra.topics import ALL_TOPICS
+from reintegra.topics import ALL_TOPICS, DEAD_LETTER_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,17 @@ __all__ = ["ensure_topics"]
 
 def _replication_factor() -> int:
     return int(os.environ.get("REINTEGRA_TOPIC_REPLICATION", "1"))
+
+
+# Dead-letter topics keep the original record plus reason headers: a record that was just within the
+# broker's size limit must still fit there once the headers are added.
+DEAD_LETTER_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def topic_configs(topic: str) -> dict[str, str]:
+    if topic.endswith((".invalid", DEAD_LETTER_SUFFIX)):
+        return {"max.message.bytes": str(DEAD_LETTER_MAX_MESSAGE_BYTES)}
+    return {}
 
 
 async def ensure_topics(
@@ -39,7 +50,8 @@ async def ensure_topics(
         if missing:
             replication = _replication_factor()
             response = await admin.create_topics(
-                [NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in missing]
+                [NewTopic(t, num_partitions=partitions, replication_factor=replication,
+                          topic_configs=topic_configs(t)) for t in missing]
             )
             for topic, error_code, *_ in response.topic_errors:
                 error = for_code(error_code)

@@ -7,6 +7,12 @@ import logging
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+)
 from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry import trace
 
@@ -15,6 +21,7 @@ from reintegra.telemetry import context_from_traceparent, current_trace_carrier,
 
 log = logging.getLogger(__name__)
 _PARTITIONER = DefaultPartitioner()
+REFUSED_FOR_GOOD = (MessageSizeTooLargeError, RecordTooLargeError, InvalidTopicError, TopicAuthorizationFailedError)
 
 
 def new_producer(bootstrap_servers: str) -> AIOKafkaProducer:
@@ -25,7 +32,7 @@ def new_producer(bootstrap_servers: str) -> AIOKafkaProducer:
         acks="all",
         linger_ms=5,
         max_batch_size=256 * 1024,
-        max_request_size=2 * 1024 * 1024,
+        max_request_size=8 * 1024 * 1024,  # dead letters may exceed the upstream size limit
         request_timeout_ms=30_000,
     )
 
@@ -81,10 +88,31 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            await asyncio.gather(*await self._send_in_batches(rows))
+            try:
+                await asyncio.gather(*await self._send_in_batches(rows))
+            except REFUSED_FOR_GOOD:
+                # One row the broker will never take must not stop the others: find it, set it aside.
+                await self._send_one_by_one(conn, rows)
             await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
         self.published += len(rows)
         return len(rows)
+
+    async def _send_one_by_one(self, conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> None:
+        for row in rows:
+            try:
+                await (await self._producer.send(row["topic"], value=row["value"], key=row["key"],
+                                                 headers=self._headers_with_trace(row)))
+            except REFUSED_FOR_GOOD as exc:
+                log.error("broker refused outbox row %d for %s for good (%r); moved to outbox_refused",
+                          row["seq"], row["topic"], exc)
+                await conn.execute(
+                    """
+                    INSERT INTO outbox_refused (seq, topic, key, value, headers, traceparent, tracestate, error, created_at)
+                    SELECT seq, topic, key, value, headers, traceparent, tracestate, $2, created_at
+                    FROM outbox WHERE seq = $1 ON CONFLICT DO NOTHING
+                    """,
+                    row["seq"], repr(exc),
+                )
 
     async def _send_in_batches(self, rows: list[asyncpg.Record]) -> list[asyncio.Future]:
         """One record batch per partition, filled in seq order: far cheaper than a send() per row,

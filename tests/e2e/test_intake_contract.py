@@ -303,7 +303,6 @@ TRACE_EXTENSION_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=TRACE_EXTENSION_BUG)
 async def test_a_traceparent_given_as_cloudevents_extension_is_continued_too(stack, run_id):
     structured_case, binary_case = f"ICE-{run_id}-STR", f"ICE-{run_id}-BIN"
     trace_ids = {structured_case: secrets.token_hex(16), binary_case: secrets.token_hex(16)}
@@ -698,7 +697,7 @@ BINARY_REJECTION_DEDUPE_BUG = (
 
 @pytest.mark.parametrize("mode", [
     "structured",
-    pytest.param("binary", marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=BINARY_REJECTION_DEDUPE_BUG)),
+    "binary",
 ])
 async def test_two_different_invalid_deliveries_under_one_id_are_both_answered(stack, run_id, mode):
     case_id = f"ICD-{run_id}-{mode[:3].upper()}"
@@ -743,7 +742,6 @@ RELAY_SIZE_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=RELAY_SIZE_BUG)
 async def test_a_record_at_the_brokers_size_limit_does_not_wedge_intake(tmp_path, monkeypatch):
     """On a stack of its own (intake only): if this one wedges, no other test is affected."""
     isolated = await start_isolated_intake(tmp_path, monkeypatch)
@@ -753,12 +751,13 @@ async def test_a_record_at_the_brokers_size_limit_does_not_wedge_intake(tmp_path
                                 max_request_size=8 * 1024 * 1024)
     await producer.start()
     try:
-        # The largest value the broker takes, found on a topic nobody consumes, with the same key and headers.
+        # The largest value the broker takes on an ordinary topic (dead-letter topics allow more), found on
+        # one nobody consumes in this intake-only stack, with the same key and headers.
         low, high = MAX_RECORD_BYTES, 4 * 1024 * 1024
         while high - low > 1:
             size = (low + high) // 2
             try:
-                await producer.send_and_wait(dead_letter_topic("reintegra.notifications.requests.v1"),
+                await producer.send_and_wait("reintegra.notifications.requests.v1",
                                              value=b"x" * size, key=big_case.encode(), headers=headers)
                 low = size
             except KafkaError:
@@ -1139,8 +1138,8 @@ async def test_property_every_record_is_applied_once_or_answered_on_invalid(stac
         wrong = []
         for d in drawn:
             is_applied = d.identity in applied
-            answered_ids = (f"rejected:{d.identity[0]}",
-                            f"{d.identity[1]}:{hashlib.sha256(d.record[1] or b'').hexdigest()}") in rejected
+            answered_ids = any(source == f"rejected:{d.identity[0]}" and event_id.startswith(f"{d.identity[1]}:")
+                               for source, event_id in rejected)
             on_invalid = drawn_invalid[(d.key, d.record[1] or b"")]
             fate = ("applied" if is_applied and not answered_ids and on_invalid == 0 else
                     "invalid" if answered_ids and not is_applied and on_invalid == 1 else "WRONG")

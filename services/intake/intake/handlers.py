@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 from aiokafka import ConsumerRecord
+from opentelemetry.trace import SpanKind
 from reintegra import inbox, outbox
 from reintegra.contract.envelope import RejectedEvent, UpstreamEvent, parse_upstream_record
 from reintegra.contract.reasons import Reason
@@ -31,10 +32,19 @@ def inbox_key(record: ConsumerRecord, parsed: UpstreamEvent | RejectedEvent) -> 
         return parsed.source, parsed.event_id, parsed.content_hash
     # A rejected delivery is deduplicated on its exact bytes, without claiming its (source, id):
     # a corrected event sent again under the same id must still be applied.
-    raw_hash = hashlib.sha256(record.value or b"").hexdigest()
+    raw_hash = _delivery_hash(record)
     if parsed.source and parsed.event_id:
         return f"rejected:{parsed.source}", f"{parsed.event_id}:{raw_hash}", None
     return f"rejected:kafka:{record.topic}:{record.partition}", str(record.offset), None
+
+
+def _delivery_hash(record: ConsumerRecord) -> str:
+    """What makes two deliveries the same delivery: the value and the headers (in binary mode the
+    envelope lives in the headers), leaving out the trace context, which a re-send may change."""
+    digest = hashlib.sha256(record.value or b"")
+    for name, value in sorted(h for h in record.headers or () if h[0] not in ("traceparent", "tracestate")):
+        digest.update(b"\x00" + name.encode(errors="replace") + b"\x00" + (value or b""))
+    return digest.hexdigest()
 
 
 def invalid_record(record: ConsumerRecord, reasons: Sequence[Reason]) -> OutboxMessage:
@@ -116,6 +126,14 @@ def _span_attributes(record: ConsumerRecord, parsed: UpstreamEvent | RejectedEve
     return attrs
 
 
+def _record_span(record: ConsumerRecord, event: UpstreamEvent | RejectedEvent):
+    """Continue the producer's trace: the record header, or else the CloudEvents traceparent attribute."""
+    if isinstance(event, UpstreamEvent) and event.traceparent:
+        return span_from_traceparent("intake process", event.traceparent, event.tracestate,
+                                     _span_attributes(record, event), kind=SpanKind.CONSUMER)
+    return record_span("intake process", list(record.headers or ()), _span_attributes(record, event))
+
+
 async def handle_upstream_batch(conn: asyncpg.Connection, records: Sequence[ConsumerRecord]) -> None:
     parsed = [parse_upstream_record(r.value, list(r.headers or ()), r.key) for r in records]
     verdicts = await inbox.claim(conn, [inbox_key(r, p) for r, p in zip(records, parsed, strict=False)])
@@ -128,7 +146,7 @@ async def handle_upstream_batch(conn: asyncpg.Connection, records: Sequence[Cons
     for record, event, verdict in zip(records, parsed, verdicts, strict=False):
         if verdict is inbox.Verdict.DUPLICATE:
             continue
-        with record_span("intake process", list(record.headers or ()), _span_attributes(record, event)):
+        with _record_span(record, event):
             if isinstance(event, RejectedEvent):
                 effects.reject(record, event.reasons, event.case_id, event.event_id, event.type)
             elif verdict is inbox.Verdict.CONFLICT:

@@ -22,3 +22,18 @@ CREATE TABLE outbox (
     tracestate  text,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
+
+-- Rows the broker refused for good (e.g. too large for the topic): moved aside so that they
+-- cannot stop the rows behind them, and kept for an operator to inspect and replay.
+CREATE TABLE outbox_refused (
+    seq         bigint      PRIMARY KEY,
+    topic       text        NOT NULL,
+    key         bytea,
+    value       bytea       NOT NULL,
+    headers     jsonb       NOT NULL,
+    traceparent text,
+    tracestate  text,
+    error       text        NOT NULL,
+    created_at  timestamptz NOT NULL,
+    refused_at  timestamptz NOT NULL DEFAULT now()
+);
