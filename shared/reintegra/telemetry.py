@@ -169,3 +169,16 @@ def span_from_traceparent(
 def is_unsampled(traceparent: str | None) -> bool:
     """A W3C traceparent whose sampled flag is off (…-00)."""
     return bool(traceparent) and traceparent.endswith("-00")
+
+
+def record_finished_span(
+    name: str, traceparent: str | None, tracestate: str | None, start_ns: int, end_ns: int,
+    attributes: Mapping[str, str | int] | None = None, kind: trace.SpanKind = trace.SpanKind.CLIENT,
+) -> None:
+    """A span for one item of work done for many items at once (one call sending a whole batch):
+    each item's trace gets a span with the batch's start and end times."""
+    if is_unsampled(traceparent):
+        return
+    parent = context_from_traceparent(traceparent, tracestate)
+    span = tracer().start_span(name, context=parent, kind=kind, attributes=attributes, start_time=start_ns)
+    span.end(end_time=end_ns)

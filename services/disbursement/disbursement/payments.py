@@ -8,11 +8,12 @@ the same reference is sent again, which the provider answers with the same trans
 from __future__ import annotations
 
 import asyncio
+import time
 import logging
 
 from reintegra import jsonfast, outbox
 from reintegra.service import ServiceRuntime
-from reintegra.telemetry import span_from_traceparent
+from reintegra.telemetry import record_finished_span, span_from_traceparent
 
 from disbursement import repository
 from disbursement.adapters.provider_client import ProviderClient, ProviderUnavailable, TransferRequest
@@ -42,11 +43,16 @@ async def send_payments(runtime: ServiceRuntime, client: ProviderClient) -> int:
         claimed = await repository.claim_payments_to_send(conn, SEND_BATCH, RESEND_AFTER_S)
     if not claimed:
         return 0
+    started = time.time_ns()
     try:
         outcomes = await client.send_transfers([transfer_request(r) for r in claimed])
     except ProviderUnavailable:
         log.warning("provider unavailable; %d payment(s) will be retried in %.0f s", len(claimed), RESEND_AFTER_S)
         return 0
+    finished = time.time_ns()
+    for row in claimed:  # one provider call for the whole batch: each payment's trace gets its span
+        record_finished_span("disbursement send payment", row["traceparent"], row["tracestate"], started, finished,
+                             {"reintegra.case_id": row["case_id"], "reintegra.reference": row["reference"]})
     by_reference = {o.reference: o for o in outcomes}
     async with runtime.db.acquire() as conn, conn.transaction():
         ledgers = await repository.load_ledgers(conn, {r["case_id"] for r in claimed})
@@ -55,7 +61,7 @@ async def send_payments(runtime: ServiceRuntime, client: ProviderClient) -> int:
             outcome = by_reference.get(row["reference"])
             ledger = ledgers[row["case_id"]]
             key = (row["component_id"], row["seq"])
-            with span_from_traceparent("disbursement send payment", row["traceparent"], row["tracestate"],
+            with span_from_traceparent("disbursement record payment", row["traceparent"], row["tracestate"],
                                        {"reintegra.case_id": row["case_id"], "reintegra.reference": row["reference"]}):
                 if outcome is None:
                     continue
