@@ -8,8 +8,8 @@ the same reference is sent again, which the provider answers with the same trans
 from __future__ import annotations
 
 import asyncio
-import time
 import logging
+import time
 
 from reintegra import jsonfast, outbox
 from reintegra.service import ServiceRuntime
