@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo up test smoke-tansu bench asyncapi clean
+.PHONY: install demo up test lint smoke-tansu bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -27,6 +27,9 @@ up: $(STAMP)
 ## The test suite, against a real broker (Apache Kafka; Tansu where Java/Maven are missing) and Postgres.
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 ## The end-to-end case on the Tansu fallback broker.
 smoke-tansu: $(STAMP)
