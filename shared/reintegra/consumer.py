@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -107,7 +106,7 @@ class BatchConsumer:
     def _report_throughput(self) -> None:
         """Every 10 s of activity, one log line an SRE can read: rate, batch size, time per batch."""
         now = time.monotonic()
-        if now - self._last_report < float(os.environ.get("REINTEGRA_STATS_INTERVAL_S", "10")):
+        if now - self._last_report < self._settings.stats_interval_s:
             return
         batches, records, busy = (self.batches - self._reported[0], self.records - self._reported[1],
                                   self.busy_seconds - self._reported[2])

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     session_timeout_ms: int = Field(10_000, alias="REINTEGRA_SESSION_TIMEOUT_MS")
     heartbeat_interval_ms: int = Field(3_000, alias="REINTEGRA_HEARTBEAT_INTERVAL_MS")
 
+    stats_interval_s: float = Field(10.0, alias="REINTEGRA_STATS_INTERVAL_S")  # consumer throughput log line
     relay_batch_size: int = Field(1000, alias="REINTEGRA_RELAY_BATCH_SIZE")
     relay_idle_sleep_s: float = Field(0.02, alias="REINTEGRA_RELAY_IDLE_SLEEP_S")
     db_pool_max: int = Field(8, alias="REINTEGRA_DB_POOL_MAX")
