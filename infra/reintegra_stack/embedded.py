@@ -24,44 +24,39 @@ __all__ = ["RunningBroker", "RunningPostgres", "start_broker", "start_postgres"]
 BROKER_KINDS = ("auto", "kafka", "tansu")
 
 
+class _ManagedChild:
+    """What a started component offers; an external one (env var given) has no process."""
+
+    _process: _proc.ManagedProcess | None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def alive(self) -> bool:
+        return self._process.alive() if self._process else True
+
+    def stop(self) -> None:
+        """Stop the process (each kind its own way: SIGTERM for brokers, fast shutdown for
+        Postgres), SIGKILL after a timeout. No-op for an external component."""
+        if self._process is not None:
+            self._process.stop()
+
+
 @dataclass
-class RunningBroker:
+class RunningBroker(_ManagedChild):
     bootstrap_servers: str  # "127.0.0.1:P"
     kind: str  # "kafka" | "tansu" | "external"
     log_file: Path | None = None
     _process: _proc.ManagedProcess | None = field(default=None, repr=False, compare=False)
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
-    def alive(self) -> bool:
-        return self._process.alive() if self._process else True
-
-    def stop(self) -> None:
-        """SIGTERM the process group, wait, SIGKILL after a timeout. No-op for external."""
-        if self._process is not None:
-            self._process.stop()
-
 
 @dataclass
-class RunningPostgres:
+class RunningPostgres(_ManagedChild):
     url: str
     kind: str  # "embedded" | "external"
     log_file: Path | None = None
     _process: _proc.ManagedProcess | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
-    def alive(self) -> bool:
-        return self._process.alive() if self._process else True
-
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT to the postmaster), SIGKILL after a timeout. No-op for external."""
-        if self._process is not None:
-            self._process.stop()
 
 
 def _resolve_kind(prefer: str) -> str:

@@ -7,8 +7,6 @@ so the examples and the code cannot drift apart unnoticed (the tests compare the
 from __future__ import annotations
 
 import json
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from reintegra.contract.upstream import (
@@ -20,6 +18,7 @@ from reintegra.contract.upstream import (
     PLAN_APPROVED,
     RETURN_COMPLETED,
 )
+from reintegra.events import new_event
 from reintegra.money import minor_units
 
 DEFAULT_CASE_ID = "MA-2026-000123"
@@ -205,16 +204,7 @@ def cloudevent(
     time: str | None = None,
 ) -> Payload:
     """A structured-mode CloudEvent as upstream sends it."""
-    return {
-        "specversion": "1.0",
-        "id": id or str(uuid.uuid4()),
-        "source": source,
-        "type": type,
-        "subject": subject,
-        "time": time or datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "datacontenttype": "application/json",
-        "data": data,
-    }
+    return new_event(type, source, subject, data, event_id=id, time=time)
 
 
 Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
