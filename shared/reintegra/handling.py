@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 
@@ -13,11 +14,19 @@ from reintegra.errors import PermanentError
 from reintegra.events import InternalEvent, MalformedInternalEvent, decode_internal
 
 _ID_NAMESPACE = uuid.UUID("0b7d9a5e-2f3c-4c1e-9a77-3d2b8f6e4a10")
+_NAMESPACE_BYTES = _ID_NAMESPACE.bytes
 
 
 def derived_id(*parts: str) -> str:
-    """Deterministic event ids: a replayed transaction publishes the very same ids."""
-    return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(parts)))
+    """Deterministic event ids: a replayed transaction publishes the very same ids.
+
+    A name-based UUID (version 5), built directly: uuid.uuid5 costs several times more and this
+    runs for every event published."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + "\x1f".join(parts).encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def decode_or_reject(record: ConsumerRecord) -> InternalEvent:

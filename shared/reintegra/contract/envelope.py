@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from reintegra import jsonfast
@@ -119,9 +120,12 @@ def _parse(
     except UnicodeDecodeError:
         return _reject_record("not_utf8", "the record value is not valid UTF-8", key_case_id)
     try:
-        document = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except (ValueError, RecursionError):
-        return _reject_record("not_json", "the record value is not valid JSON", key_case_id)
+        document = _fast_json(value)
+    except ValueError:
+        try:  # the standard library decides the edge cases orjson refuses (e.g. lone surrogates)
+            document = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        except (ValueError, RecursionError):
+            return _reject_record("not_json", "the record value is not valid JSON", key_case_id)
 
     reasons: list[Reason] = []
     if binary:
@@ -321,6 +325,25 @@ def _safe_decode(raw: Any) -> str | None:
 
 def _valid_case_id(value: Any) -> str | None:
     return value if isinstance(value, str) and CASE_ID_RE.fullmatch(value) else None
+
+
+def _fast_json(value: bytes) -> Any:
+    """orjson on the hot path; it refuses NaN and infinite numbers as the strict decoder does. It
+    reads integers beyond 64 bits as floats, so those documents go to the standard library."""
+    document = orjson.loads(value)
+    if _has_float_beyond_int_range(document):
+        raise ValueError("integer beyond 64 bits")
+    return document
+
+
+def _has_float_beyond_int_range(node: Any) -> bool:
+    if isinstance(node, float):
+        return abs(node) >= 2**63
+    if isinstance(node, dict):
+        return any(_has_float_beyond_int_range(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_float_beyond_int_range(v) for v in node)
+    return False
 
 
 def _refuse_constant(name: str) -> Any:
