@@ -71,12 +71,16 @@ async def _inject_faults(request: web.Request, handler: Handler) -> web.StreamRe
     return await handler(request)
 
 
-async def create_transfer(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+def _validated(model, body):
+    """The request body as `model`, or a 422 with every validation error."""
     try:
-        transfer_request = TransferRequest.model_validate(body)
+        return model.model_validate(body)
     except ValidationError as exc:
         raise _invalid(error_details(exc)) from exc
+
+
+async def create_transfer(request: web.Request) -> web.Response:
+    transfer_request = _validated(TransferRequest, await _json_body(request))
     result = _submit(request.app, transfer_request)
     if result.transfer is None:
         return web.json_response(result.error, status=result.status_code)
@@ -84,11 +88,7 @@ async def create_transfer(request: web.Request) -> web.Response:
 
 
 async def create_transfers_batch(request: web.Request) -> web.Response:
-    body = await _json_body(request)
-    try:
-        batch = BatchRequest.model_validate(body)
-    except ValidationError as exc:
-        raise _invalid(error_details(exc)) from exc
+    batch = _validated(BatchRequest, await _json_body(request))
     return web.json_response({"results": [_submit_batch_item(request.app, item) for item in batch.transfers]})
 
 

@@ -9,7 +9,6 @@ from reintegra.outbox import OutboxMessage, cloud_event_message
 from reintegra.topics import NOTICE_REQUESTS
 
 NOTICE_REQUESTED = "reintegra.notice.requested.v1"
-KINDS = ("eligibility_approved", "payment_settled")
 
 
 def notice_request(source: str, notice_id: str, notice: dict[str, Any]) -> OutboxMessage:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import random
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from reintegra.contract import samples
@@ -201,5 +200,3 @@ def simple_cash_scenario(n_cases: int, *, run_id: str, seed: int = 7, sampled_sh
     records = [r for c in cases for r in c.records]
     return Scenario(cases, records, [], 0, 0)
 
-
-ScenarioBuilder = Callable[..., Scenario]
