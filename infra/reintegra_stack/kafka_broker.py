@@ -91,7 +91,12 @@ def ensure_jars(version: str | None = None) -> Path:
 
 
 def _kafka_uuid() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A cluster id as Kafka's own Uuid.randomUuid makes it: never starting with '-',
+    which a command line would read as an option."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 def _server_properties(data_dir: Path, broker_port: int, controller_port: int) -> str:
@@ -149,7 +154,7 @@ def _format_storage(jars: Path, kdir: Path, data_dir: Path, props_file: Path) ->
     cmd = [
         _java(), "-Xmx256m", f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
         "-cp", _classpath(jars), "kafka.tools.StorageTool",
-        "format", "--standalone", "-t", cluster_id, "-c", str(props_file),
+        "format", "--standalone", f"--cluster-id={cluster_id}", "-c", str(props_file),
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if res.returncode != 0:

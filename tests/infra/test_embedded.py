@@ -229,3 +229,26 @@ async def test_postgres_select_and_persistence(tmp_path: Path) -> None:
             await conn.close()
     finally:
         pg.stop()
+
+
+def test_generated_cluster_ids_never_look_like_an_option() -> None:
+    from reintegra_stack.kafka_broker import _kafka_uuid
+
+    ids = [_kafka_uuid() for _ in range(5000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert len(set(ids)) == len(ids)
+
+
+@needs_java
+def test_storage_formats_with_a_cluster_id_that_starts_with_a_dash(tmp_path: Path) -> None:
+    # an id written by an older version (1 in 64 started with '-') must still format
+    from reintegra_stack.kafka_broker import _format_storage, _server_properties, ensure_jars
+
+    kdir = tmp_path / "kafka"
+    data_dir = kdir / "data"
+    data_dir.mkdir(parents=True)
+    props = kdir / "server.properties"
+    props.write_text(_server_properties(data_dir, 19092, 19093))
+    (kdir / "cluster.id").write_text("-" + "A" * 21 + "\n")
+    _format_storage(ensure_jars(), kdir, data_dir, props)
+    assert "cluster.id=-AAAA" in (data_dir / "meta.properties").read_text()
