@@ -112,6 +112,8 @@ def main() -> None:
     parser.add_argument("--broker", default="auto", help="auto | kafka | tansu")
     parser.add_argument("--sample-ratio", type=float, default=0.01,
                         help="share of cases whose upstream trace is sampled (spans recorded and exported)")
+    parser.add_argument("--warmup", type=int, default=1000,
+                        help="cases pushed through first and not measured (the broker's JIT, caches, connections)")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--rate", type=float, default=0,
                         help="publish at this many cases/s (default: as fast as possible, a burst)")
@@ -121,7 +123,10 @@ def main() -> None:
     stack = Stack(StackConfig(state_dir=state_dir, broker=args.broker, extra_env=env))
     try:
         stack.start()
-        print(f"stack up: broker {stack.broker.kind}; publishing {args.cases} cases (3 events each)...")
+        if args.warmup:
+            print(f"stack up: broker {stack.broker.kind}; warming up with {args.warmup} cases...")
+            asyncio.run(run(stack, args.warmup, args.timeout, args.sample_ratio, args.rate))
+        print(f"publishing {args.cases} cases (3 events each)...")
         cpu_before = cpu_seconds_by_component(stack)
         cpu_before["bench (publisher + watcher)"] = time.process_time()
         result = asyncio.run(run(stack, args.cases, args.timeout, args.sample_ratio, args.rate))
@@ -129,7 +134,10 @@ def main() -> None:
         cpu_after["bench (publisher + watcher)"] = time.process_time()
     finally:
         stack.stop()
-        shutil.rmtree(state_dir, ignore_errors=True)
+        if not os.environ.get("BENCH_KEEP_STATE"):
+            shutil.rmtree(state_dir, ignore_errors=True)
+        else:
+            print(f"state kept in {state_dir}")
     print(f"{result['completed']}/{result['cases']} cases reached grant.completed in {result['seconds']:.1f} s")
     print(f"throughput: {result['cases_per_s']:.0f} cases/s end to end")
     print(f"latency publish → grant.completed: p50 {result['p50_ms']:.0f} ms, "

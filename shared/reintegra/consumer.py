@@ -191,6 +191,8 @@ def subscribe_batch(
         max_records=settings.batch_max_records,
         batch_timeout_ms=settings.batch_timeout_ms,
         auto_offset_reset="earliest",
+        fetch_min_bytes=settings.fetch_min_bytes,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         ack_policy=AckPolicy.MANUAL,
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,

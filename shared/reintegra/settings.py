@@ -20,6 +20,10 @@ class Settings(BaseSettings):
     # Transient-error retries per batch stay far below max_poll_interval_ms (5 min).
     retry_attempts: int = Field(6, alias="REINTEGRA_RETRY_ATTEMPTS")
     retry_max_seconds: float = Field(30.0, alias="REINTEGRA_RETRY_MAX_SECONDS")
+    # Under load a fetch waits for this many bytes (or fetch_max_wait_ms): fewer, fuller fetches
+    # cost the broker and the consumer far less CPU than many near-empty ones.
+    fetch_min_bytes: int = Field(1, alias="REINTEGRA_FETCH_MIN_BYTES")
+    fetch_max_wait_ms: int = Field(500, alias="REINTEGRA_FETCH_MAX_WAIT_MS")
     session_timeout_ms: int = Field(10_000, alias="REINTEGRA_SESSION_TIMEOUT_MS")
     heartbeat_interval_ms: int = Field(3_000, alias="REINTEGRA_HEARTBEAT_INTERVAL_MS")
 

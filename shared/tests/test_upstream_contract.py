@@ -539,3 +539,26 @@ def test_byte_flips_never_raise(data):
     for _ in range(data.draw(st.integers(1, 5))):
         mutable[data.draw(st.integers(0, len(mutable) - 1))] = data.draw(st.integers(0, 255))
     assert_well_formed(parse_upstream_record(bytes(mutable), headers, key))
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.text(max_size=25)
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400)
+@given(document=_json_values)
+def test_the_fast_json_path_reads_exactly_what_the_standard_library_reads(document):
+    from reintegra.contract.envelope import _fast_json
+
+    encoded = json.dumps(document).encode()
+    try:
+        fast = _fast_json(encoded)
+    except ValueError:
+        return  # the caller falls back to the standard library
+    assert fast == json.loads(encoded)
+    assert repr(fast) == repr(json.loads(encoded))  # ints stay ints, never floats of the same value

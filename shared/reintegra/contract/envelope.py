@@ -329,21 +329,14 @@ def _valid_case_id(value: Any) -> str | None:
 
 def _fast_json(value: bytes) -> Any:
     """orjson on the hot path; it refuses NaN and infinite numbers as the strict decoder does. It
-    reads integers beyond 64 bits as floats, so those documents go to the standard library."""
-    document = orjson.loads(value)
-    if _has_float_beyond_int_range(document):
-        raise ValueError("integer beyond 64 bits")
-    return document
+    reads integers beyond 64 bits as floats, and those need 19 digits or more: documents with such a
+    digit run anywhere (even inside a string) go to the standard library instead."""
+    if _LONG_DIGIT_RUN.search(value):
+        raise ValueError("a digit run long enough to be an integer beyond 64 bits")
+    return orjson.loads(value)
 
 
-def _has_float_beyond_int_range(node: Any) -> bool:
-    if isinstance(node, float):
-        return abs(node) >= 2**63
-    if isinstance(node, dict):
-        return any(_has_float_beyond_int_range(v) for v in node.values())
-    if isinstance(node, list):
-        return any(_has_float_beyond_int_range(v) for v in node)
-    return False
+_LONG_DIGIT_RUN = re.compile(rb"[0-9]{19}")
 
 
 def _refuse_constant(name: str) -> Any:
