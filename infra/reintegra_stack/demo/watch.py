@@ -55,6 +55,7 @@ class PipelineWatcher:
         self._finals = final_statuses or {}
         self.observed = Observed()
         self._consumer: AIOKafkaConsumer | None = None
+        self._settled = 0  # cases whose last status is their expected final one, kept as statuses arrive
 
     async def start(self) -> None:
         """Start reading from the current end of each topic: call before publishing."""
@@ -93,6 +94,8 @@ class PipelineWatcher:
             # consumer, ignore it, or a stale copy would look like the case's latest status.
             obs.redelivered_statuses += 1
             return
+        final = self._finals.get(case_id)
+        self._settled += (status == final) - (obs.last_status.get(case_id) == final)
         obs.last_status[case_id] = status
         obs.status_counts[case_id][status] += 1
         obs.status_ids[case_id][status].add(event["id"])
@@ -120,7 +123,7 @@ class PipelineWatcher:
 
     def settled_count(self) -> int:
         """Cases whose last status is the one expected of them."""
-        return sum(1 for case_id, final in self._finals.items() if self.observed.last_status.get(case_id) == final)
+        return self._settled
 
     async def wait_until(self, done: Callable[[], bool], timeout_s: float,
                          on_progress: Callable[[], None] | None = None) -> bool:
