@@ -82,12 +82,21 @@ class OutboxRelay:
                     try:
                         await self._relay_while_leader()
                     finally:
-                        await lock_conn.execute("SELECT pg_advisory_unlock(hashtext($1))", self._lock_key)
+                        await self._give_up_leadership(lock_conn)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("outbox relay failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
+
+    async def _give_up_leadership(self, lock_conn: asyncpg.Connection) -> None:
+        try:
+            await lock_conn.execute("SELECT pg_advisory_unlock(hashtext($1))", self._lock_key)
+        except BaseException:
+            # Unlock failed or was cancelled: end the session, which releases its lock, rather than
+            # return to the pool a connection that would hold the leadership forever.
+            lock_conn.terminate()
+            raise
 
     async def _relay_while_leader(self) -> None:
         while True:

@@ -476,3 +476,37 @@ async def test_fresh_events_keeps_in_order_the_events_not_applied_before(pool):
     with pytest.raises(PermanentError):
         async with pool.acquire() as conn, conn.transaction():
             await fresh_events(conn, [record(20, b"{not an event")])
+
+
+async def test_a_stopped_relay_hands_leadership_to_the_next_one(pool, schema):
+    class IdleProducer:
+        async def partitions_for(self, topic):  # pragma: no cover - the outbox is empty
+            return {0}
+
+    async def leader_within(relay: OutboxRelay, seconds: float) -> bool:
+        task = asyncio.create_task(relay.run())
+        try:
+            for _ in range(int(seconds / 0.05)):
+                await asyncio.sleep(0.05)
+                holders = await pool.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND pid <> pg_backend_pid() AND objid = hashtext($1)::oid",
+                    f"reintegra-outbox-relay-{schema}",
+                )
+                if holders == 1 and not task.done():
+                    return True
+            return False
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    first = OutboxRelay(pool, IdleProducer(), schema=schema)  # type: ignore[arg-type]
+    assert await leader_within(first, 2.0)
+    # the first relay was cancelled (a service stopping): no pooled connection may keep its lock
+    still_held = await pool.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = hashtext($1)::oid",
+        f"reintegra-outbox-relay-{schema}",
+    )
+    assert still_held == 0
+    second = OutboxRelay(pool, IdleProducer(), schema=schema)  # type: ignore[arg-type]
+    assert await leader_within(second, 2.0)
