@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,7 +15,16 @@ CONTENT_TYPE_HEADER = "content-type"
 
 
 def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    """RFC 3339 UTC with microseconds, e.g. 2026-11-28T16:07:56.123456Z. Called for every event,
+    so the date and time part is formatted once per second."""
+    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+    global _formatted_second
+    if _formatted_second[0] != seconds:
+        _formatted_second = (seconds, datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_formatted_second[1]}.{nanos // 1000:06d}Z"
+
+
+_formatted_second: tuple[int, str] = (-1, "")
 
 
 def new_event(

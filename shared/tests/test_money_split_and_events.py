@@ -119,3 +119,17 @@ def test_derived_id_does_not_confuse_part_boundaries():
     assert derived_id("ab", "c") != derived_id("a", "bc")
     assert derived_id("a", "b") != derived_id("ab")
     assert derived_id("a:b", "c") != derived_id("a", "b:c")
+
+
+def test_event_times_are_rfc3339_utc_with_microseconds_and_current():
+    from datetime import UTC, timedelta
+
+    from reintegra.events import utc_now_iso
+
+    before = datetime.now(UTC)
+    stamps = [utc_now_iso() for _ in range(2000)]
+    after = datetime.now(UTC)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", s) for s in stamps)
+    parsed = [datetime.fromisoformat(s) for s in stamps]
+    assert parsed == sorted(parsed)
+    assert before - timedelta(microseconds=1) <= parsed[0] and parsed[-1] <= after + timedelta(microseconds=1)
