@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -22,6 +23,7 @@ from reintegra.telemetry import context_from_traceparent, current_trace_carrier,
 
 log = logging.getLogger(__name__)
 _PARTITIONER = DefaultPartitioner()
+PARTITIONS_MAX_AGE_S = 60.0
 REFUSED_FOR_GOOD = (MessageSizeTooLargeError, RecordTooLargeError, InvalidTopicError, TopicAuthorizationFailedError)
 
 
@@ -35,6 +37,7 @@ def new_producer(bootstrap_servers: str) -> AIOKafkaProducer:
         max_batch_size=256 * 1024,
         max_request_size=8 * 1024 * 1024,  # dead letters may exceed the upstream size limit
         request_timeout_ms=30_000,
+        metadata_max_age_ms=60_000,  # partitions added to a topic are seen within a minute
     )
 
 
@@ -71,6 +74,7 @@ class OutboxRelay:
         self._idle_sleep_s = idle_sleep_s
         self.published = 0
         self._partitions: dict[str, list[int]] = {}
+        self._partitions_read_at = 0.0
 
     async def run(self) -> None:
         while True:
@@ -160,6 +164,11 @@ class OutboxRelay:
         return deliveries
 
     async def _partition_of(self, topic: str, key: bytes | None) -> int:
+        if time.monotonic() - self._partitions_read_at > PARTITIONS_MAX_AGE_S:
+            # Re-read what the producer knows (its metadata is at most a minute old), so that partitions
+            # added to a topic are used within two minutes, without a restart.
+            self._partitions.clear()
+            self._partitions_read_at = time.monotonic()
         partitions = self._partitions.get(topic)
         if partitions is None:
             partitions = self._partitions[topic] = sorted(await self._producer.partitions_for(topic))

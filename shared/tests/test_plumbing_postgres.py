@@ -510,3 +510,51 @@ async def test_a_stopped_relay_hands_leadership_to_the_next_one(pool, schema):
     assert still_held == 0
     second = OutboxRelay(pool, IdleProducer(), schema=schema)  # type: ignore[arg-type]
     assert await leader_within(second, 2.0)
+
+
+async def test_relay_uses_partitions_added_to_a_topic_without_a_restart(pool, schema, infra, monkeypatch):
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
+    from aiokafka.partitioner import DefaultPartitioner
+    from reintegra import relay as relay_module
+    from reintegra_stack.topics import ensure_topics
+
+    if infra.broker_kind == "tansu":
+        pytest.skip("Tansu does not implement CreatePartitions")
+    topic = f"test.grow.{uuid.uuid4().hex[:10]}"
+    await ensure_topics(infra.bootstrap_servers, partitions=1, topics=(topic,))
+    monkeypatch.setattr(relay_module, "PARTITIONS_MAX_AGE_S", 0.0)
+    keys = [f"CASE-{k}".encode() for k in range(20)]
+
+    async def relay_all(relay: OutboxRelay) -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await outbox.add(conn, [outbox.OutboxMessage(topic, key, b"v") for key in keys])
+        assert await relay.relay_once() == len(keys)
+
+    producer = AIOKafkaProducer(bootstrap_servers=infra.bootstrap_servers, metadata_max_age_ms=500)
+    await producer.start()
+    try:
+        relay = OutboxRelay(pool, producer, schema=schema)  # one relay, as in a running service
+        await relay_all(relay)
+        admin = AIOKafkaAdminClient(bootstrap_servers=infra.bootstrap_servers)
+        await admin.start()
+        try:
+            await admin.create_partitions({topic: NewPartitions(total_count=3)})
+        finally:
+            await admin.close()
+        deadline = time.monotonic() + 20
+        while len(await producer.partitions_for(topic)) < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        await relay_all(relay)
+    finally:
+        await producer.stop()
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=infra.bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(3)])
+    finally:
+        await consumer.stop()
+    expected = Counter(DefaultPartitioner()(key, [0, 1, 2], [0, 1, 2]) for key in keys)
+    # the first round all on partition 0; the second spread over 3 as the Java client would
+    assert {tp.partition: n for tp, n in ends.items()} == {p: expected[p] + (len(keys) if p == 0 else 0) for p in range(3)}
