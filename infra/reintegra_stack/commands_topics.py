@@ -1,4 +1,4 @@
-"""``reintegra topics``: create the Reintegra topics (the one-shot job in docker-compose)."""
+"""``reintegra topics``: create or align the Reintegra topics (the one-shot job in docker-compose)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ def topics(
     partitions: int = typer.Option(6, help="Partitions for topics that do not exist yet."),
     wait: float = typer.Option(120.0, help="Seconds to keep retrying while the broker is unreachable."),
 ) -> None:
-    """Create every topic of reintegra.topics.ALL_TOPICS missing on KAFKA_BOOTSTRAP_SERVERS."""
+    """Create every topic of reintegra.topics.ALL_TOPICS missing on KAFKA_BOOTSTRAP_SERVERS, and bring
+    existing ones to the configs Reintegra needs (their partitions and other overrides are kept)."""
     from aiokafka.errors import KafkaConnectionError
 
     from reintegra_stack.topics import ensure_topics

@@ -1,8 +1,10 @@
 """Create the Reintegra topics (``reintegra.topics.ALL_TOPICS``) that do not exist yet.
 
 Used by ``reintegra topics`` (the one-shot compose service), the dev supervisor and tests.
-Works on Apache Kafka and on Tansu: only CreateTopics and Metadata requests are sent
-(Tansu does not support CreatePartitions, so existing topics are never resized).
+Existing topics keep their partitions (resizing would move keys between partitions and break
+per-case order); their configs are brought to what Reintegra needs (e.g. the dead-letter size
+limit) while every other override an operator set is kept. Where the broker cannot describe or
+alter configs (Tansu), that step is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import time
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 from reintegra.topics import ALL_TOPICS, DEAD_LETTER_SUFFIX
 
@@ -47,6 +50,7 @@ async def ensure_topics(
     await admin.start()
     try:
         missing = [t for t in topics if t not in set(await admin.list_topics())]
+        created: set[str] = set()
         if missing:
             replication = _replication_factor()
             response = await admin.create_topics(
@@ -55,13 +59,68 @@ async def ensure_topics(
             )
             for topic, error_code, *_ in response.topic_errors:
                 error = for_code(error_code)
+                if error_code == 0:
+                    created.add(topic)
                 # another process (a second supervisor, the compose job) may have won the race
-                if error_code != 0 and error is not TopicAlreadyExistsError:
+                elif error is not TopicAlreadyExistsError:
                     raise error(f"creating topic {topic!r} failed")
-            log.info("created topics: %s", ", ".join(missing))
+            if created:
+                log.info("created topics: %s", ", ".join(t for t in missing if t in created))
         await _wait_for_leaders(admin, topics, timeout_s)
+        existing = tuple(t for t in topics if t not in created)
+        if existing:
+            await align_topic_configs(admin, existing)
     finally:
         await admin.close()
+
+
+_DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs v1+ config_source: an override set on this topic
+
+
+async def align_topic_configs(admin: AIOKafkaAdminClient, topics: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """Set the configs Reintegra needs on existing topics; returns what was changed, per topic.
+
+    AlterConfigs replaces a topic's whole set of overrides, so the current overrides are read
+    first and sent back with ours: an operator's retention or compaction settings survive."""
+    wanted = {t: topic_configs(t) for t in topics if topic_configs(t)}
+    if not wanted:
+        return {}
+    try:
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in wanted])
+    except Exception as exc:  # noqa: BLE001 - e.g. Tansu, which has no DescribeConfigs
+        log.warning("cannot read topic configs (%r); existing topics keep theirs", exc)
+        return {}
+    to_alter: dict[str, dict[str, str]] = {}
+    changed: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for error_code, _message, _type, topic, entries, *_ in response.resources:
+            if error_code != 0 or topic not in wanted:
+                log.warning("cannot read the configs of %s (error %d); left as they are", topic, error_code)
+                continue
+            current = {entry[0]: entry[1] for entry in entries}
+            overrides = {entry[0]: entry[1] for entry in entries if _is_topic_override(response.API_VERSION, entry)}
+            changes = {k: v for k, v in wanted[topic].items() if current.get(k) != v}
+            if changes:
+                to_alter[topic] = {**overrides, **changes}
+                changed[topic] = changes
+    if not to_alter:
+        return {}
+    for response in await admin.alter_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, t, configs=c) for t, c in to_alter.items()]
+    ):
+        for error_code, message, _type, topic in response.resources:
+            if error_code != 0:
+                log.warning("cannot alter the configs of %s (error %d: %s)", topic, error_code, message)
+                changed.pop(topic, None)
+    for topic, changes in changed.items():
+        log.info("topic %s: set %s", topic, ", ".join(f"{k}={v}" for k, v in sorted(changes.items())))
+    return changed
+
+
+def _is_topic_override(api_version: int, entry: tuple) -> bool:
+    if api_version == 0:
+        return not entry[3] and not entry[2]  # v0: is_default False, not read-only
+    return entry[3] == _DYNAMIC_TOPIC_CONFIG
 
 
 async def _wait_for_leaders(admin: AIOKafkaAdminClient, topics: tuple[str, ...], timeout_s: float) -> None:
