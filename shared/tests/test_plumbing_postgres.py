@@ -501,7 +501,7 @@ async def test_a_stopped_relay_hands_leadership_to_the_next_one(pool, schema):
             await asyncio.gather(task, return_exceptions=True)
 
     first = OutboxRelay(pool, IdleProducer(), schema=schema)  # type: ignore[arg-type]
-    assert await leader_within(first, 2.0)
+    assert await leader_within(first, 5.0)
     # the first relay was cancelled (a service stopping): no pooled connection may keep its lock
     still_held = await pool.fetchval(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = hashtext($1)::oid",
@@ -509,7 +509,7 @@ async def test_a_stopped_relay_hands_leadership_to_the_next_one(pool, schema):
     )
     assert still_held == 0
     second = OutboxRelay(pool, IdleProducer(), schema=schema)  # type: ignore[arg-type]
-    assert await leader_within(second, 2.0)
+    assert await leader_within(second, 5.0)
 
 
 async def test_relay_uses_partitions_added_to_a_topic_without_a_restart(pool, schema, infra, monkeypatch):
