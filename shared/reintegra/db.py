@@ -40,13 +40,11 @@ async def apply_migrations_async(database_url: str, schema: str, service_migrati
     await asyncio.to_thread(apply_migrations, database_url, schema, service_migrations)
 
 
-async def _end_open_transaction(conn: asyncpg.Connection) -> None:
-    """What a released connection needs here. asyncpg's default reset (RESET ALL, UNLISTEN, CLOSE,
-    unlock all advisory locks) is a round trip per release, and nothing here sets session state:
-    search_path is a connection setting, and the relay's one session lock is released, or its
-    connection closed, by the relay itself."""
-    if conn.is_in_transaction():
-        await conn.execute("ROLLBACK")
+async def _no_session_state_to_reset(conn: asyncpg.Connection) -> None:
+    """Replaces asyncpg's default reset (RESET ALL, UNLISTEN, CLOSE ALL and unlocking every advisory
+    lock: a round trip on every release). asyncpg still rolls back a transaction left open before
+    calling this, and nothing here sets session state: search_path is a connection setting, and
+    the relay's one session lock is released, or its connection closed, by the relay itself."""
 
 
 async def create_pool(database_url: str, schema: str, max_size: int = 8) -> asyncpg.Pool:
@@ -55,5 +53,5 @@ async def create_pool(database_url: str, schema: str, max_size: int = 8) -> asyn
         min_size=1,
         max_size=max_size,
         server_settings={"search_path": schema, "application_name": f"reintegra-{schema}"},
-        reset=_end_open_transaction,
+        reset=_no_session_state_to_reset,
     )
