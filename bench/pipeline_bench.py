@@ -20,13 +20,11 @@ import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
+from reintegra.relay import partition_for_key, send_as_record_batches
 from reintegra.topics import UPSTREAM_CASE_EVENTS
 from reintegra_stack.demo.scenario import simple_cash_scenario
 from reintegra_stack.demo.watch import PipelineWatcher
 from reintegra_stack.supervisor import Stack, StackConfig
-
-_PARTITIONER = DefaultPartitioner()  # murmur2, as the Java client and librdkafka's consistent_random
 
 
 def cpu_seconds_by_component(stack: Stack) -> dict[str, float]:
@@ -64,24 +62,16 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
 
-async def publish(producer: AIOKafkaProducer, cases: list, partitions: list[int]) -> None:
+async def publish(producer: AIOKafkaProducer, cases: list, partition_count: int) -> None:
     """One record batch per partition, as a high-volume upstream producer (librdkafka, the Java
     client) sends them; a case's records keep their order within its partition."""
     by_partition: dict[int, list] = {}
     for case in cases:
         for key, value, headers in case.records:
-            by_partition.setdefault(_PARTITIONER(key, partitions, partitions), []).append((key, value, headers))
+            by_partition.setdefault(partition_for_key(key, partition_count), []).append((key, value, headers))
     deliveries = []
     for partition, records in by_partition.items():
-        batch = producer.create_batch()
-        for key, value, headers in records:
-            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                batch.close()
-                deliveries.append(await producer.send_batch(batch, UPSTREAM_CASE_EVENTS, partition=partition))
-                batch = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None, headers=headers)
-        batch.close()
-        deliveries.append(await producer.send_batch(batch, UPSTREAM_CASE_EVENTS, partition=partition))
+        deliveries += await send_as_record_batches(producer, UPSTREAM_CASE_EVENTS, partition, records)
     await asyncio.gather(*deliveries)
 
 
@@ -93,14 +83,14 @@ async def run(stack: Stack, scenario, timeout_s: float, rate: float) -> dict:
     producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers, acks="all", linger_ms=5,
                                 max_batch_size=1024 * 1024)
     await producer.start()
-    partitions = sorted(await producer.partitions_for(UPSTREAM_CASE_EVENTS))
+    partition_count = len(await producer.partitions_for(UPSTREAM_CASE_EVENTS))
     published_at: dict[str, float] = {}
     chunk = 50 if rate else 500
     started = time.monotonic()
     try:
         for first in range(0, n_cases, chunk):
             cases = scenario.cases[first:first + chunk]
-            await publish(producer, cases, partitions)
+            await publish(producer, cases, partition_count)
             now = time.monotonic()
             published_at.update((case.case_id, now) for case in cases)
             if rate:

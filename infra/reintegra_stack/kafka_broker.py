@@ -135,7 +135,7 @@ def _server_properties(data_dir: Path, broker_port: int, controller_port: int) -
 
 
 def jvm_tuning_options() -> list[str]:
-    """Heap and garbage collector; REINTEGRA_KAFKA_JVM_OPTS replaces them (another heap, a profiler)."""
+    """Heap, garbage collector and JIT; REINTEGRA_KAFKA_JVM_OPTS replaces them (another heap, a profiler)."""
     override = os.environ.get("REINTEGRA_KAFKA_JVM_OPTS")
     if override is not None:
         return shlex.split(override)

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Iterable
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -41,8 +42,27 @@ def new_producer(bootstrap_servers: str) -> AIOKafkaProducer:
     )
 
 
+async def send_as_record_batches(
+    producer: AIOKafkaProducer, topic: str, partition: int,
+    records: Iterable[tuple[bytes | None, bytes, list[tuple[str, bytes]]]],
+) -> list[asyncio.Future]:
+    """(key, value, headers) records, in order, as few record batches as fit: far cheaper than a
+    send() per record. Returns the delivery futures of the batches."""
+    deliveries = []
+    batch = producer.create_batch()
+    for key, value, headers in records:
+        if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            batch.close()
+            deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = producer.create_batch()
+            batch.append(key=key, value=value, timestamp=None, headers=headers)
+    batch.close()
+    deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+    return deliveries
+
+
 @functools.lru_cache(maxsize=65_536)
-def _partition_for_key(key: bytes, partition_count: int) -> int:
+def partition_for_key(key: bytes, partition_count: int) -> int:
     """The Java client's murmur2 partitioner, as producers upstream use: same key, same partition.
     Cached: a case's key recurs in several rows, and murmur2 is pure Python in aiokafka."""
     partitions = list(range(partition_count))
@@ -151,16 +171,8 @@ class OutboxRelay:
             by_partition.setdefault((row["topic"], partition), []).append(row)
         deliveries = []
         for (topic, partition), partition_rows in by_partition.items():
-            batch = self._producer.create_batch()
-            for row in partition_rows:
-                headers = self._headers_with_trace(row)
-                if batch.append(key=row["key"], value=row["value"], timestamp=None, headers=headers) is None:
-                    batch.close()
-                    deliveries.append(await self._producer.send_batch(batch, topic, partition=partition))
-                    batch = self._producer.create_batch()
-                    batch.append(key=row["key"], value=row["value"], timestamp=None, headers=headers)
-            batch.close()
-            deliveries.append(await self._producer.send_batch(batch, topic, partition=partition))
+            records = ((row["key"], row["value"], self._headers_with_trace(row)) for row in partition_rows)
+            deliveries += await send_as_record_batches(self._producer, topic, partition, records)
         return deliveries
 
     async def _partition_of(self, topic: str, key: bytes | None) -> int:
@@ -172,7 +184,7 @@ class OutboxRelay:
         partitions = self._partitions.get(topic)
         if partitions is None:
             partitions = self._partitions[topic] = sorted(await self._producer.partitions_for(topic))
-        return _partition_for_key(key, len(partitions)) if key is not None else _PARTITIONER(key, partitions, partitions)
+        return partition_for_key(key, len(partitions)) if key is not None else _PARTITIONER(key, partitions, partitions)
 
     def _headers_with_trace(self, row: asyncpg.Record) -> list[tuple[str, bytes]]:
         headers = list(_decoded_headers(row["headers"]))
