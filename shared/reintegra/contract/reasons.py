@@ -38,7 +38,24 @@ PAYLOAD_CODES = frozenset({
     "missing_field", "wrong_type", "invalid_value",
 })
 INTERNAL_CODES = frozenset({"internal_error", "too_many_errors"})
-REASON_CODES = RECORD_CODES | ENVELOPE_CODES | PAYLOAD_CODES | INTERNAL_CODES
+# Why a valid event was refused or ignored for the case it names (status `case.rejected` with
+# `rejected_event`): the case's owner, its state, or the plan the event refers to.
+CASE_STATE_CODES = frozenset({
+    "id_conflict",  # this (source, id) was applied before with other content
+    "case_already_registered",  # a second case.registered for a case that exists
+    "case_id_taken",  # the case id is registered by another source
+    "not_case_owner",  # the event comes from another source than the one that registered the case
+    "case_registration_refused",  # the case's registration was refused; the event is kept until a valid one
+    "case_not_eligible",  # the case was rejected by eligibility: nothing more is applied to it
+    "case_under_review",  # the case is held for review: the event waits for the reviewer's decision
+    "case_withdrawn",  # the case was withdrawn
+    "grant_completed",  # every tranche of the grant is done: nothing more can change it
+    "plan_mismatch",  # the event names another plan than the case's approved one
+    "unknown_tranche",  # no such component/tranche in the approved plan
+    "unknown_milestone",  # no tranche of the plan waits for this milestone
+    "not_approved_yet",  # a milestone or delivery before the plan was approved
+})
+REASON_CODES = RECORD_CODES | ENVELOPE_CODES | PAYLOAD_CODES | INTERNAL_CODES | CASE_STATE_CODES
 
 # pydantic's own error types, folded into the few codes upstream needs to tell apart.
 _WRONG_TYPE = frozenset({

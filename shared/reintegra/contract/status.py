@@ -31,6 +31,15 @@ TRANCHE_CANCELLED = "reintegration.tranche.cancelled.v1"
 GRANT_COMPLETED = "reintegration.grant.completed.v1"
 
 
+def event_refused(case_id: str, reasons: list[dict], rejected_event: dict | None) -> dict:
+    """`data` of a `case.rejected` status for one refused or ignored event of a case: every event
+    upstream sends gets an answer it can read, never only a log line. `rejected_event` is the
+    upstream event's `{id, type, source}` (intake forwards it as `upstream_event`)."""
+    ref = rejected_event or {}
+    return {"case_id": case_id, "status": "rejected", "reasons": list(reasons),
+            "rejected_event": {"id": ref.get("id"), "type": ref.get("type"), "source": ref.get("source")}}
+
+
 class _Status(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -45,6 +54,8 @@ class Money(BaseModel):
 class RejectedEventRef(BaseModel):
     id: str | None = Field(description="`id` of the refused upstream event, when it could be read.")
     type: str | None = Field(description="`type` of the refused upstream event, when it could be read.")
+    source: str | None = Field(default=None, description="`source` of the refused upstream event: several "
+                               "systems may send events naming one case id, each reads the answers to its own.")
 
 
 class CaseAccepted(_Status):
