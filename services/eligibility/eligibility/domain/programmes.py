@@ -1,65 +1,175 @@
-"""Programme rules, read from a config file (not code)."""
+"""Programme rules as configuration, validated strictly: a typo must stop the service, not a payment.
+
+The file is read once at start-up. Any unknown key, wrong type or impossible value raises
+ProgrammeConfigError naming the file and the key's path (`programmes.MA-AVRR-2026.ceilings.adult`).
+Each programme carries a version, a content hash of its own settings, which every decision records.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import date
+from typing import Annotated, Any, Literal
 
-from reintegra.money import Money
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, model_validator
+from reintegra.money import Money, MoneyError, is_known_currency
 
+VULNERABILITIES = frozenset({
+    "victim_of_trafficking", "unaccompanied_minor", "medical_condition", "disability", "single_parent", "elderly",
+})
+CATEGORIES = frozenset({
+    "immediate_needs", "business_startup", "vocational_training", "education", "medical", "housing", "psychosocial",
+})
 
-@dataclass(frozen=True)
-class Programme:
-    code: str
-    name: str
-    ceilings: Mapping[str, Money]
-    require_return_to_origin: bool
-    review_vulnerabilities: frozenset[str]
+Vulnerability = Literal["victim_of_trafficking", "unaccompanied_minor", "medical_condition", "disability",
+                        "single_parent", "elderly"]
+Category = Literal["immediate_needs", "business_startup", "vocational_training", "education", "medical", "housing",
+                   "psychosocial"]
+CountryCode = Annotated[StrictStr, Field(pattern=r"^[A-Z]{2}$")]
+AmountText = Annotated[StrictStr, Field(description='a decimal string in the programme currency, e.g. "1800.00"')]
 
 
 class ProgrammeConfigError(ValueError):
     pass
 
 
-VULNERABILITIES = frozenset({
-    "victim_of_trafficking", "unaccompanied_minor", "medical_condition", "disability", "single_parent", "elderly",
-})
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-def _review_list(code: str, value: Any) -> frozenset[str]:
-    # A bare string would otherwise become a set of letters and silently disable every review.
-    if value is None:
-        return frozenset()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ProgrammeConfigError(f"programme {code}: review_vulnerabilities must be a list of names")
-    unknown = set(value) - VULNERABILITIES
-    if unknown:
-        raise ProgrammeConfigError(f"programme {code}: unknown vulnerabilities {sorted(unknown)}")
-    return frozenset(value)
+class _Ceilings(_Strict):
+    adult: AmountText
+    minor: AmountText
 
 
-def _flag(code: str, name: str, value: Any, default: bool) -> bool:
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise ProgrammeConfigError(f"programme {code}: {name} must be true or false")
-    return value
+class _TopUp(_Strict):
+    amount: AmountText
+    when_any: Annotated[list[Vulnerability], Field(min_length=1)]
 
 
-def programmes_from_config(config: Mapping[str, Any]) -> dict[str, Programme]:
+class _CashShare(_Strict):
+    max_percent: Annotated[StrictInt, Field(ge=0, le=100)]
+    or_up_to: AmountText  # the cash allowed whatever the plan total ("or €400, whichever is larger")
+
+
+class _ProgrammeSpec(_Strict):
+    name: StrictStr
+    host_country: CountryCode
+    currency: Annotated[StrictStr, Field(pattern=r"^[A-Z]{3}$")]
+    opens_on: Annotated[date, Field(strict=False)]  # a YAML date or an ISO string
+    closes_on: Annotated[date, Field(strict=False)]
+    budget: AmountText
+    origin_countries: Annotated[list[CountryCode], Field(min_length=1)]
+    return_to_origin_required: StrictBool = True
+    arrival_window_days: Annotated[StrictInt, Field(ge=0, le=3650)]
+    adult_age: Annotated[StrictInt, Field(ge=1, le=30)] = 18
+    ceilings: _Ceilings
+    top_up: _TopUp | None = None
+    cash_share: _CashShare
+    categories: Annotated[list[Category], Field(min_length=1)]
+    review_vulnerabilities: list[Vulnerability] = []
+    second_approval_above: AmountText
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _ProgrammeSpec:
+        if self.closes_on < self.opens_on:
+            raise ValueError("closes_on is before opens_on")
+        for name, values in (("origin_countries", self.origin_countries), ("categories", self.categories),
+                             ("review_vulnerabilities", self.review_vulnerabilities)):
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} lists a value twice")
+        if self.host_country in self.origin_countries:
+            raise ValueError("the host country cannot also be an origin country")
+        return self
+
+
+class _ProgrammeFile(_Strict):
+    programmes: Annotated[dict[Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")], _ProgrammeSpec],
+                          Field(min_length=1)]
+
+
+@dataclass(frozen=True)
+class Programme:
+    code: str
+    name: str
+    version: str  # "sha256:<16 hex>" of the programme's own settings
+    host_country: str
+    currency: str
+    opens_on: date
+    closes_on: date
+    budget: Money
+    origin_countries: frozenset[str]
+    return_to_origin_required: bool
+    arrival_window_days: int
+    adult_age: int
+    adult_ceiling: Money
+    minor_ceiling: Money
+    top_up: Money | None
+    top_up_when: frozenset[str]
+    cash_max_percent: int
+    cash_up_to: Money
+    categories: frozenset[str]
+    review_vulnerabilities: frozenset[str]
+    second_approval_above: Money
+
+
+def programme_version(raw_spec: Mapping[str, Any]) -> str:
+    """A content hash: the same settings give the same version on every instance and restart."""
+    canonical = json.dumps(raw_spec, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def _amount(source: str, where: str, text: str, currency: str) -> Money:
     try:
-        result = {}
-        for code, spec in config["programmes"].items():
-            ceilings = {cur: Money.parse(str(amount), cur) for cur, amount in (spec.get("ceilings") or {}).items()}
-            result[code] = Programme(
-                code=code,
-                name=spec.get("name", code),
-                ceilings=ceilings,
-                require_return_to_origin=_flag(code, "require_return_to_origin",
-                                               spec.get("require_return_to_origin"), True),
-                review_vulnerabilities=_review_list(code, spec.get("review_vulnerabilities")),
-            )
-        return result
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise ProgrammeConfigError(f"invalid programme config: {exc}") from exc
+        return Money.parse(text, currency)
+    except MoneyError as exc:
+        raise ProgrammeConfigError(f"{source}: {where}: {exc.message}") from None
+
+
+def programmes_from_config(config: Any, source: str = "programme config") -> dict[str, Programme]:
+    """Validate a parsed YAML document; `source` (the file name) prefixes every error."""
+    try:
+        parsed = _ProgrammeFile.model_validate(config)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)
+        details = "; ".join(f"{_path(e['loc'])}: {e['msg']}" for e in first[:5])
+        more = f" (and {len(first) - 5} more)" if len(first) > 5 else ""
+        raise ProgrammeConfigError(f"{source}: {details}{more}") from None
+    result = {}
+    for code, spec in parsed.programmes.items():
+        where = f"programmes.{code}"
+        cur = spec.currency
+        if not is_known_currency(cur):
+            raise ProgrammeConfigError(f"{source}: {where}.currency: {cur} is not an ISO 4217 currency")
+        top_up = spec.top_up
+        result[code] = Programme(
+            code=code,
+            name=spec.name,
+            version=programme_version(config["programmes"][code]),
+            host_country=spec.host_country,
+            currency=cur,
+            opens_on=spec.opens_on,
+            closes_on=spec.closes_on,
+            budget=_amount(source, f"{where}.budget", spec.budget, cur),
+            origin_countries=frozenset(spec.origin_countries),
+            return_to_origin_required=spec.return_to_origin_required,
+            arrival_window_days=spec.arrival_window_days,
+            adult_age=spec.adult_age,
+            adult_ceiling=_amount(source, f"{where}.ceilings.adult", spec.ceilings.adult, cur),
+            minor_ceiling=_amount(source, f"{where}.ceilings.minor", spec.ceilings.minor, cur),
+            top_up=_amount(source, f"{where}.top_up.amount", top_up.amount, cur) if top_up else None,
+            top_up_when=frozenset(top_up.when_any) if top_up else frozenset(),
+            cash_max_percent=spec.cash_share.max_percent,
+            cash_up_to=_amount(source, f"{where}.cash_share.or_up_to", spec.cash_share.or_up_to, cur),
+            categories=frozenset(spec.categories),
+            review_vulnerabilities=frozenset(spec.review_vulnerabilities),
+            second_approval_above=_amount(source, f"{where}.second_approval_above", spec.second_approval_above, cur),
+        )
+    return result

@@ -20,9 +20,11 @@ CREATE TABLE reviews (
     program_code       text        NOT NULL,
     programme_version  text,
     status             text        NOT NULL,
+    kind               text        NOT NULL DEFAULT 'grant',  -- grant | revision | replacement
     reasons            jsonb       NOT NULL DEFAULT '[]',
     facts              jsonb       NOT NULL DEFAULT '{}',   -- minimised: what a reviewer needs, no identity
     plan_total         jsonb,
+    programme_total    jsonb,
     second_approval_needed boolean NOT NULL DEFAULT false,
     opened_at          timestamptz NOT NULL DEFAULT now(),
     updated_at         timestamptz NOT NULL DEFAULT now()
