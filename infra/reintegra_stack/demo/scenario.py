@@ -1,8 +1,10 @@
 """A realistic sample of upstream traffic, with what each case should end as.
 
-Cases are spread over Côte d'Ivoire (XOF), Senegal (XOF) and Guinea (GNF) cash grants and the
-contract's EUR cash + in-kind plan, with the rough edges upstream systems really produce:
-duplicate deliveries, a plan before its case, invalid events, withdrawals, a blocked wallet.
+Cases are spread over Côte d'Ivoire (XOF), Senegal (XOF) and Guinea (EUR, until rates for GNF are
+loaded) cash grants and the contract's EUR cash + in-kind plan, under programme MA-AVRR-2026's
+rules (cash alone at most EUR 400, ceilings by age, a top-up for victims of trafficking), with the
+rough edges upstream systems really produce: duplicate deliveries, a plan before its case, invalid
+events, withdrawals, a blocked wallet, unaccompanied minors held for review, plans over the ceiling.
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ from reintegra.contract.upstream import (
 
 Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
 
-ORIGINS = {  # origin country → (currency, cash range in whole units, mobile-money provider, phone prefix, digits)
-    "CI": ("XOF", (150_000, 600_000), "orange_money_ci", "+22507", 8),
-    "SN": ("XOF", (150_000, 600_000), "wave_sn", "+22177", 7),
-    "GN": ("GNF", (2_000_000, 8_000_000), "orange_money_gn", "+22462", 7),
+# origin country → (plan currency, cash range in whole units, mobile-money provider, phone prefix, digits).
+# A cash-only plan stays within the programme's EUR 400 cash allowance (262,383 XOF).
+ORIGINS = {
+    "CI": ("XOF", (100_000, 260_000), "orange_money_ci", "+22507", 8),
+    "SN": ("XOF", (100_000, 260_000), "wave_sn", "+22177", 7),
+    "GN": ("EUR", (150, 400), "orange_money_gn", "+22462", 7),
 }
+MINOR_BIRTH_DATE = "2010-05-01"  # 16 on the sample plans' date
 
 
 @dataclass
@@ -75,7 +80,7 @@ def _phone(rng: random.Random, origin: str) -> str:
 
 def _cash_plan(rng: random.Random, case_id: str, origin: str, phone: str) -> dict:
     currency, (low, high), provider, _, _ = ORIGINS[origin]
-    whole = rng.randrange(low, high, 5_000)
+    whole = rng.randrange(low, high, 5_000 if currency == "XOF" else 5)
     return samples.sample_plan_approved(
         case_id, f"PL-{case_id[-6:]}", currency=currency, cash_amount=str(whole), inkind=False,
         payout=samples.mobile_money_payout(phone, provider),
@@ -84,19 +89,23 @@ def _cash_plan(rng: random.Random, case_id: str, origin: str, phone: str) -> dic
 
 def _build(kind: str, case: PlannedCase, rng: random.Random, blocked: list[str]) -> None:
     w = _CaseWriter(case, rng)
-    origin = rng.choice(list(ORIGINS)) if kind != "mixed_eur" else "CI"
+    origin = rng.choice(list(ORIGINS)) if kind not in ("mixed_eur", "top_up") else "CI"
     phone = _phone(rng, origin)
     language = rng.choices(["fr", "en", "ar"], weights=[75, 20, 5])[0]
     registered = samples.sample_case_registered(
         case.case_id, phone=phone, preferred_language=language, origin_country=origin,
-        vulnerabilities=["unaccompanied_minor"] if kind == "review" else rng.choice([[], ["single_parent"], []]),
-        consent=kind != "no_consent", person_id=f"P-{case.case_id[-6:]}",
+        vulnerabilities=VULNERABILITIES.get(kind) or rng.choice([[], ["single_parent"], []]),
+        consent=kind != "no_consent", person_id=f"P-{case.case_id}", document_number=f"DOC-{case.case_id}",
+        date_of_birth=MINOR_BIRTH_DATE if kind == "review" else "1994-03-02",
     )
     returned = samples.sample_return_completed(case.case_id, arrival_country=origin)
     plan_id = f"PL-{case.case_id[-6:]}"
     if kind in ("mixed_eur", "withdrawn"):
         plan = samples.sample_plan_approved(case.case_id, plan_id, cash_amount="300.00" if kind == "mixed_eur" else None,
                                             payout=samples.mobile_money_payout(phone) if kind == "mixed_eur" else None)
+    elif kind == "top_up":  # above the EUR 1,800 adult ceiling, within it plus the EUR 500 top-up
+        plan = samples.sample_plan_approved(case.case_id, plan_id, cash_amount="500.00", inkind="1700.00",
+                                            payout=samples.mobile_money_payout(phone))
     elif kind == "over_ceiling":
         plan = samples.sample_plan_approved(case.case_id, plan_id, cash_amount="900.00", inkind="1600.00",
                                             payout=samples.mobile_money_payout(phone))
@@ -118,12 +127,14 @@ def _build(kind: str, case: PlannedCase, rng: random.Random, blocked: list[str])
         events.append(w.event(PLAN_APPROVED, bad))
     else:
         events.append(w.event(PLAN_APPROVED, plan))
-    if kind == "mixed_eur":
+    if kind in ("mixed_eur", "top_up"):
+        first, second = ("720.00", "480.00") if kind == "mixed_eur" else ("1020.00", "680.00")  # 60 % / 40 %
         events += [
-            w.event(DELIVERY_CONFIRMED, samples.sample_delivery_confirmed(case.case_id, plan_id)),
+            w.event(DELIVERY_CONFIRMED, samples.sample_delivery_confirmed(
+                case.case_id, plan_id, amount=first, invoice_number=f"INV-{case.case_id[-6:]}-1")),
             w.event(MILESTONE_VERIFIED, samples.sample_milestone_verified(case.case_id, plan_id)),
             w.event(DELIVERY_CONFIRMED, samples.sample_delivery_confirmed(
-                case.case_id, plan_id, tranche_seq=2, amount="480.00", invoice_number=f"INV-{case.case_id[-6:]}-2")),
+                case.case_id, plan_id, tranche_seq=2, amount=second, invoice_number=f"INV-{case.case_id[-6:]}-2")),
         ]
     if kind == "withdrawn":
         events.append(w.event(CASE_WITHDRAWN, samples.sample_case_withdrawn(case.case_id)))
@@ -132,9 +143,12 @@ def _build(kind: str, case: PlannedCase, rng: random.Random, blocked: list[str])
     case.records = events
 
 
+VULNERABILITIES = {"review": ["unaccompanied_minor"], "top_up": ["victim_of_trafficking", "medical_condition"]}
+
 KINDS: dict[str, tuple[int, str]] = {  # kind → (weight, expected final status)
     "cash": (50, "grant.completed"),
-    "mixed_eur": (16, "grant.completed"),
+    "mixed_eur": (13, "grant.completed"),
+    "top_up": (3, "grant.completed"),
     "out_of_order": (8, "grant.completed"),
     "beneficiary_update": (4, "grant.completed"),
     "over_ceiling": (5, "eligibility.rejected"),

@@ -33,6 +33,11 @@ class Observed:
     # status → (count, monotonic time of the latest one): shows which stage lags under load
     stage_progress: dict[str, tuple[int, float]] = field(default_factory=dict)
     redelivered_statuses: int = 0
+    # case → [(status, data)] in arrival order: what upstream read, reasons included
+    history: dict[str, list[tuple[str, dict]]] = field(default_factory=lambda: defaultdict(list))
+
+    def statuses_of(self, case_id: str, status: str) -> list[dict]:
+        return [data for s, data in self.history.get(case_id, ()) if s == status]
 
     def paid(self) -> dict[str, str]:
         return {cur: Money(minor, cur).format_amount() for cur, minor in sorted(self.paid_minor.items())}
@@ -99,6 +104,7 @@ class PipelineWatcher:
         obs.last_status[case_id] = status
         obs.status_counts[case_id][status] += 1
         obs.status_ids[case_id][status].add(event["id"])
+        obs.history[case_id].append((status, event["data"]))
         obs.first_status_at.setdefault(case_id, now)
         count, _ = obs.stage_progress.get(status, (0, now))
         obs.stage_progress[status] = (count + 1, now)

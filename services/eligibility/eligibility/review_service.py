@@ -65,7 +65,9 @@ async def get_review(conn: asyncpg.Connection, case_id: str) -> dict | None:
     review["actions"] = [{**dict(a), "at": a["at"].isoformat()} for a in actions]
     state = await conn.fetchval("SELECT state FROM case_files WHERE case_id = $1", case_id)
     case = jsonfast.loads(state) if state else {}
-    plan = dict((case.get("review") or {}).get("plan") or {})
+    held = case.get("review") or {}
+    review["rules"] = held.get("rules") or []  # every rule's result when the case was held
+    plan = dict(held.get("plan") or {})
     plan.pop("upstream_event", None)
     if plan.get("payout"):  # the method is enough to review; the account stays out of the queue
         plan["payout"] = {"method": plan["payout"].get("method"), "provider": plan["payout"].get("provider")}

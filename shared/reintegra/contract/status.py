@@ -66,7 +66,10 @@ class CaseAccepted(_Status):
 
 
 class CaseRejected(_Status):
-    """An upstream event for this case was refused; it is also on `upstream.case-events.v1.invalid`."""
+    """An upstream event for this case was refused or could not be applied: invalid (then it is also on
+    `upstream.case-events.v1.invalid`), from a source that does not own the case, or no longer applicable
+    (the case was withdrawn, rejected or its grant completed; a revision that would exceed the ceiling).
+    `rejected_event` names the event; the case itself may still be active."""
 
     status: Literal["rejected"]
     reasons: list[Reason]
@@ -76,7 +79,15 @@ class CaseRejected(_Status):
 class _Eligibility(_Status):
     plan_id: str
     plan_total: Money = Field(description="Sum of the plan's components.")
-    reasons: list[Reason] = Field(default=[], description="Why the decision was not a plain approval.")
+    reasons: list[Reason] = Field(default=[], description="Why the decision was not a plain approval: one entry "
+                                  "per rule that rejected the plan or asked for a person's review.")
+    decided_by: str = Field(default="rules", description='"rules", or the reviewers who decided (comma-separated).')
+    programme_version: str | None = Field(default=None, description="Content hash of the programme rules applied.")
+    programme_total: Money | None = Field(default=None, description="The whole grant in the programme's currency "
+                                          "(plan amounts converted; XOF and XAF at 655.957 per EUR).")
+    revision: Literal["revision", "replacement"] | None = Field(
+        default=None, description="Set when the decision is on a revised plan (same plan_id) or on another plan "
+        "replacing the approved one; absent for the first decision of a case.")
 
 
 class EligibilityApproved(_Eligibility):
@@ -92,7 +103,9 @@ class EligibilityRejected(_Eligibility):
 
 
 class EligibilityReviewRequired(_Eligibility):
-    """A person must review the plan (e.g. above a ceiling) before anything is paid."""
+    """A person must review the plan (an unaccompanied minor, a possible duplicate beneficiary, a missing
+    exchange rate, a replacement plan) before anything is paid; the reviewer's decision follows as
+    `eligibility.approved` or `eligibility.rejected`."""
 
     status: Literal["eligibility_review_required"]
 
