@@ -60,7 +60,7 @@ async def send_payments(runtime: ServiceRuntime, client: ProviderClient) -> int:
         for row in claimed:
             outcome = by_reference.get(row["reference"])
             ledger = ledgers[row["case_id"]]
-            key = (row["component_id"], row["seq"])
+            key = (row["plan_id"], row["component_id"], row["seq"])
             with span_from_traceparent("disbursement record payment", row["traceparent"], row["tracestate"],
                                        {"reintegra.case_id": row["case_id"], "reintegra.reference": row["reference"]}):
                 if outcome is None:
@@ -86,21 +86,22 @@ async def apply_settlements(runtime: ServiceRuntime, client: ProviderClient) -> 
         if await repository.provider_cursor(conn, PROVIDER) != cursor:
             return 0
         keys = await repository.tranche_keys_by_reference(conn, [s.reference for s in settlements])
-        ledgers = await repository.load_ledgers(conn, {k[0] for k in keys.values()})
+        ledgers = await repository.load_ledgers(conn, {case_id for case_id, _ in keys.values()})
         messages = []
         for settlement in settlements:
-            key = keys.get(settlement.reference)
-            if key is None:
+            found = keys.get(settlement.reference)
+            if found is None:
                 log.warning("settlement for unknown reference %s ignored", settlement.reference)
                 continue
-            ledger = ledgers[key[0]]
-            tranche = ledger.tranches[(key[1], key[2])]
+            case_id, key = found
+            ledger = ledgers[case_id]
+            tranche = ledger.tranches[key]
             with span_from_traceparent("disbursement apply settlement", tranche.traceparent, tranche.tracestate,
-                                       {"reintegra.case_id": key[0], "reintegra.reference": settlement.reference}):
+                                       {"reintegra.case_id": case_id, "reintegra.reference": settlement.reference}):
                 if settlement.status == "settled":
-                    ledger.payment_settled((key[1], key[2]))
+                    ledger.payment_settled(key)
                 else:
-                    ledger.payment_failed((key[1], key[2]), settlement.failure_reason or "failed_at_provider")
+                    ledger.payment_failed(key, settlement.failure_reason or "failed_at_provider")
                 messages += drain(ledger, f"settlement:{settlement.cursor}")
         await repository.save_ledgers(conn, ledgers.values())
         await outbox.add(conn, messages)

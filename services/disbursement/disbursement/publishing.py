@@ -1,4 +1,5 @@
-"""Turning what a ledger emitted into outbox messages: status events and SMS requests."""
+"""Turning what a ledger emitted into outbox messages: status events (tranche changes, and the
+`case.rejected` answer to an event the ledger refused) and SMS requests."""
 
 from __future__ import annotations
 

@@ -9,10 +9,12 @@ import asyncpg
 from reintegra import jsonfast
 
 from disbursement.domain.case import CaseLedger
-from disbursement.domain.ledger import Facts, Tranche
+from disbursement.domain.ledger import Facts, Tranche, TrancheKey
 
+# The first four columns are the tranche's identity (the primary key); the others are updated in place.
+_TRANCHE_KEY_COLUMNS = ("case_id", "plan_id", "component_id", "seq")
 _TRANCHE_COLUMNS = (
-    "case_id", "component_id", "seq", "plan_id", "modality", "category", "currency", "amount_minor",
+    *_TRANCHE_KEY_COLUMNS, "modality", "category", "currency", "amount_minor",
     "release", "vendor_id", "status", "reference", "transfer_id", "failure_reason", "traceparent", "tracestate",
 )
 
@@ -25,7 +27,7 @@ async def load_ledgers(conn: asyncpg.Connection, case_ids: Iterable[str]) -> dic
     )
     tranche_rows = await conn.fetch(
         f"SELECT {', '.join(_TRANCHE_COLUMNS)} FROM tranches WHERE case_id = ANY($1::text[]) "
-        "ORDER BY case_id, component_id, seq FOR UPDATE",
+        "ORDER BY case_id, plan_id, component_id, seq FOR UPDATE",
         ids,
     )
     ledgers = {case_id: CaseLedger(case_id, Facts(), {}) for case_id in ids}
@@ -51,16 +53,16 @@ async def save_ledgers(conn: asyncpg.Connection, ledgers: Iterable[CaseLedger]) 
     tranches = [ledger.tranches[k] for ledger in ledgers for k in sorted(ledger.changed)]
     if tranches:
         columns = [[getattr(t, c) for t in tranches] for c in _TRANCHE_COLUMNS]
-        types = ["text", "text", "int", "text", "text", "text", "text", "bigint",
+        types = ["text", "text", "text", "int", "text", "text", "text", "bigint",
                  "text", "text", "text", "text", "text", "text", "text", "text"]
         unnest_args = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
-        updates = ", ".join(f"{c} = excluded.{c}" for c in _TRANCHE_COLUMNS[3:])
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _TRANCHE_COLUMNS[len(_TRANCHE_KEY_COLUMNS):])
         await conn.execute(
             f"""
             INSERT INTO tranches ({', '.join(_TRANCHE_COLUMNS)}, next_attempt_at)
             SELECT u.*, CASE WHEN u.status = 'released' THEN now() END
             FROM unnest({unnest_args}) AS u({', '.join(_TRANCHE_COLUMNS)})
-            ON CONFLICT (case_id, component_id, seq) DO UPDATE SET {updates}, updated_at = now(),
+            ON CONFLICT (case_id, plan_id, component_id, seq) DO UPDATE SET {updates}, updated_at = now(),
                 next_attempt_at = CASE WHEN excluded.status = 'released' THEN now() ELSE tranches.next_attempt_at END
             """,
             *columns,
@@ -74,13 +76,13 @@ async def claim_payments_to_send(conn: asyncpg.Connection, limit: int, resend_af
         """
         UPDATE tranches t SET status = 'sending', next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
         FROM (
-            SELECT case_id, component_id, seq FROM tranches
+            SELECT case_id, plan_id, component_id, seq FROM tranches
             WHERE status IN ('released', 'sending') AND modality = 'cash' AND next_attempt_at <= now()
             ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
         ) due, case_facts f
-        WHERE t.case_id = due.case_id AND t.component_id = due.component_id AND t.seq = due.seq
-          AND f.case_id = t.case_id
-        RETURNING t.case_id, t.component_id, t.seq, t.reference, t.amount_minor, t.currency,
+        WHERE t.case_id = due.case_id AND t.plan_id = due.plan_id AND t.component_id = due.component_id
+          AND t.seq = due.seq AND f.case_id = t.case_id
+        RETURNING t.case_id, t.plan_id, t.component_id, t.seq, t.reference, t.amount_minor, t.currency,
                   t.traceparent, t.tracestate, f.facts -> 'grant' -> 'payout' AS payout
         """,
         limit,
@@ -88,11 +90,15 @@ async def claim_payments_to_send(conn: asyncpg.Connection, limit: int, resend_af
     )
 
 
-async def tranche_keys_by_reference(conn: asyncpg.Connection, references: list[str]) -> dict[str, tuple[str, str, int]]:
+async def tranche_keys_by_reference(
+    conn: asyncpg.Connection, references: list[str]
+) -> dict[str, tuple[str, TrancheKey]]:
+    """reference → (case_id, tranche key)."""
     rows = await conn.fetch(
-        "SELECT reference, case_id, component_id, seq FROM tranches WHERE reference = ANY($1::text[])", references
+        "SELECT reference, case_id, plan_id, component_id, seq FROM tranches WHERE reference = ANY($1::text[])",
+        references,
     )
-    return {r["reference"]: (r["case_id"], r["component_id"], r["seq"]) for r in rows}
+    return {r["reference"]: (r["case_id"], (r["plan_id"], r["component_id"], r["seq"])) for r in rows}
 
 
 async def provider_cursor(conn: asyncpg.Connection, provider: str) -> int:

@@ -2,7 +2,11 @@
 
 Tranche statuses: planned → released → (cash) sending → sent → settled | failed
                                      → (in kind) ordered → delivered
-and planned | released | ordered → cancelled when the case is withdrawn.
+and planned | released | ordered → cancelled when the case is withdrawn; planned → cancelled when a
+revision removes the tranche or a replacement plan supersedes its plan.
+
+A tranche is identified by (plan_id, component_id, seq): a replacement plan's tranches are new
+tranches next to the old plan's, so what the old plan released can never be re-created or reset.
 """
 
 from __future__ import annotations
@@ -18,6 +22,11 @@ from disbursement.domain.split import split_minor
 ON_APPROVAL = "on_approval"
 CANCELLABLE = {"planned", "released", "ordered"}
 DONE = {"settled", "delivered", "cancelled"}
+# Milestones or deliveries stored, before any grant, by a version that did not record their plan:
+# they belong to whichever plan the grant is approved with. Plan ids are never empty.
+ANY_PLAN = ""
+
+TrancheKey = tuple[str, str, int]  # (plan_id, component_id, seq)
 
 
 @dataclass
@@ -40,8 +49,8 @@ class Tranche:
     tracestate: str | None = None
 
     @property
-    def key(self) -> tuple[str, int]:
-        return self.component_id, self.seq
+    def key(self) -> TrancheKey:
+        return self.plan_id, self.component_id, self.seq
 
     def money(self) -> Money:
         return Money(self.amount_minor, self.currency)
@@ -74,11 +83,26 @@ def tranches_of_plan(case_id: str, plan: dict[str, Any]) -> list[Tranche]:
 class Facts:
     """What disbursement knows of a case beyond its tranches; may arrive before the grant."""
 
-    grant: dict[str, Any] | None = None  # plan_id, program_code, payout, contact, status
-    milestones: list[str] = field(default_factory=list)
-    deliveries: dict[str, dict[str, Any]] = field(default_factory=dict)  # "component_id/seq" → delivery
+    grant: dict[str, Any] | None = None  # plan_id (the current plan), program_code, payout, contact
+    milestones: dict[str, list[str]] = field(default_factory=dict)  # plan_id → milestones verified
+    # plan_id → "component_id/seq" → delivery
+    deliveries: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     withdrawn: bool = False
     completed: bool = False
+
+    def milestones_of(self, plan_id: str) -> list[str]:
+        return self.milestones.get(plan_id) or []
+
+    def delivery_of(self, plan_id: str, component_id: str, seq: int) -> dict[str, Any] | None:
+        return self.deliveries.get(plan_id, {}).get(delivery_key(component_id, seq))
+
+    def adopt_unplanned(self, plan_id: str) -> None:
+        """Milestones and deliveries stored without a plan become the approved plan's."""
+        if ANY_PLAN in self.milestones:
+            names = self.milestones.setdefault(plan_id, [])
+            names += [m for m in self.milestones.pop(ANY_PLAN) if m not in names]
+        if ANY_PLAN in self.deliveries:
+            self.deliveries[plan_id] = {**self.deliveries.pop(ANY_PLAN), **self.deliveries.get(plan_id, {})}
 
     def to_json(self) -> dict[str, Any]:
         # Spelled out: dataclasses.asdict deep-copies recursively and shows up in profiles.
@@ -87,7 +111,19 @@ class Facts:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Facts:
-        return cls(**data)
+        # Facts written before milestones and deliveries were kept per plan hold a plain list of
+        # milestones and deliveries keyed "component_id/seq": they belong to the grant's current
+        # plan (ids cannot contain "/", so a key with one is an old delivery key, never a plan id).
+        grant = data.get("grant")
+        legacy_plan = (grant or {}).get("plan_id") or ANY_PLAN
+        milestones = data.get("milestones") or {}
+        if isinstance(milestones, list):
+            milestones = {legacy_plan: milestones}
+        deliveries = data.get("deliveries") or {}
+        if any("/" in key for key in deliveries):
+            deliveries = {legacy_plan: deliveries}
+        return cls(grant=grant, milestones=milestones, deliveries=deliveries,
+                   withdrawn=data.get("withdrawn", False), completed=data.get("completed", False))
 
 
 def delivery_key(component_id: str, seq: int) -> str:
