@@ -9,7 +9,14 @@ from pathlib import Path
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from reintegra.contract import samples
-from reintegra.contract.upstream import CASE_REGISTERED, PLAN_APPROVED, RETURN_COMPLETED
+from reintegra.contract.upstream import (
+    CASE_REGISTERED,
+    DELIVERY_CONFIRMED,
+    MILESTONE_VERIFIED,
+    PLAN_APPROVED,
+    RETURN_COMPLETED,
+)
+from reintegra.money import Money, split_minor
 from reintegra.topics import UPSTREAM_CASE_EVENTS
 from reintegra_stack.demo.watch import PipelineWatcher
 
@@ -42,6 +49,44 @@ def cash_case_records(case_id: str, *, trace_id: str | None = None, phone: str =
     ]
     return [samples.structured_record(e, traceparent_for(trace_id, i) if trace_id else None)
             for i, e in enumerate(events)]
+
+
+def held_case_records(case_id: str, *, vulnerabilities: Iterable[str] = ("unaccompanied_minor",),
+                      date_of_birth: str = "2010-05-01", cash_amount: str = "300.00",
+                      inkind_amount: str | None = "1200.00", phone: str = "+2250701020304") -> list[Record]:
+    """case.registered, return.completed and an EUR plan (mobile-money cash, an in-kind kit in two
+    tranches: 60 % on approval, 40 % on the milestone) for a person of the case's own: person id,
+    document number and name derive from case_id, so that no other test's approval makes this
+    one a possible duplicate. The defaults (an unaccompanied minor) are held for review."""
+    registered = samples.sample_case_registered(
+        case_id, phone=phone, vulnerabilities=list(vulnerabilities), date_of_birth=date_of_birth,
+        person_id=f"P-{case_id}", full_name=f"Test Person {case_id}")
+    registered["beneficiary"]["document_number"] = f"CI-{case_id}"[:64]
+    events = [
+        samples.cloudevent(CASE_REGISTERED, case_id, registered),
+        samples.cloudevent(RETURN_COMPLETED, case_id, samples.sample_return_completed(case_id)),
+        samples.cloudevent(PLAN_APPROVED, case_id, samples.sample_plan_approved(
+            case_id, f"PL-{case_id}", currency="EUR", cash_amount=cash_amount,
+            inkind=False if inkind_amount is None else inkind_amount, payout=samples.mobile_money_payout(phone))),
+    ]
+    return [samples.structured_record(e) for e in events]
+
+
+def inkind_completion_records(case_id: str, inkind_amount: str = "1200.00") -> list[Record]:
+    """What completes the in-kind component of a `held_case_records` plan: both deliveries and
+    the milestone between them (published once the grant is approved)."""
+    plan_id = f"PL-{case_id}"
+    total = Money.parse(inkind_amount, "EUR")
+    first, second = split_minor(total.minor, [60, 40])
+    events = [
+        samples.cloudevent(DELIVERY_CONFIRMED, case_id, samples.sample_delivery_confirmed(
+            case_id, plan_id, amount=Money(first, "EUR").format_amount(), invoice_number=f"INV-{case_id}-1")),
+        samples.cloudevent(MILESTONE_VERIFIED, case_id, samples.sample_milestone_verified(case_id, plan_id)),
+        samples.cloudevent(DELIVERY_CONFIRMED, case_id, samples.sample_delivery_confirmed(
+            case_id, plan_id, tranche_seq=2, amount=Money(second, "EUR").format_amount(),
+            invoice_number=f"INV-{case_id}-2")),
+    ]
+    return [samples.structured_record(e) for e in events]
 
 
 async def watch(bootstrap_servers: str, prefix: str, finals: dict[str, str]) -> PipelineWatcher:

@@ -44,7 +44,7 @@ def test_images_are_pinned_by_tag(name: str) -> None:
     assert tag != "latest", f"{name}: image {image!r} is not pinned"
 
 
-@pytest.mark.parametrize("name", [*APP_SERVICES, "provider-sandbox"])
+@pytest.mark.parametrize("name", [*APP_SERVICES, "provider-sandbox", "review-api"])
 def test_services_have_required_env(name: str) -> None:
     env = _environment(SERVICES[name])
     for var in REQUIRED_ENV:
@@ -127,8 +127,23 @@ def test_dockerfile_installs_requirements_and_runs_as_non_root() -> None:
     assert "pip install --no-deps ." in dockerfile
     users = re.findall(r"^USER (\S+)", dockerfile, re.M)
     assert users and users[-1] not in ("root", "0")
-    for name in [*APP_SERVICES, "provider-sandbox", "topics"]:
+    for name in [*APP_SERVICES, "provider-sandbox", "topics", "review-api"]:
         assert SERVICES[name].get("build") in (".", {"context": "."}), name
+
+
+def test_review_api_serves_on_its_port_beside_eligibility() -> None:
+    review = SERVICES["review-api"]
+    assert _command(review) == "python -m eligibility.review_api --host 0.0.0.0 --port 8091"
+    assert (ROOT / "services" / "eligibility" / "eligibility" / "review_api" / "__main__.py").is_file()
+    assert "8091:8091" in [str(p) for p in review["ports"]]
+    # the same database and settings as the eligibility service, whose schema it reads
+    eligibility_env = _environment(SERVICES["eligibility"])
+    review_env = _environment(review)
+    for var in ("DATABASE_URL", "REINTEGRA_STATE_DIR"):
+        assert review_env.get(var) == eligibility_env.get(var), var
+    assert review["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "eligibility" in review["depends_on"]
+    assert "8091/healthz" in " ".join(review["healthcheck"]["test"])
 
 
 # --------------------------------------------------------------------------- ensure_topics

@@ -1,4 +1,4 @@
-"""``reintegra up``: run Postgres, the broker, the sandbox and the four services until Ctrl-C."""
+"""``reintegra up``: run Postgres, the broker, the sandbox, the four services and the review API until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -44,6 +44,9 @@ def up(
         with console.status("starting Postgres, broker, sandbox and services..."):
             stack.start()
         console.print(_summary(stack))
+        if stack.review_api_url:
+            console.print(f"Review API: {stack.review_api_url}  (`reintegra review list`, with REINTEGRA_API_TOKEN)",
+                          markup=False, highlight=False)
         console.print("[bold green]Reintegra is up.[/] Ctrl-C to stop.")
         _watch(stack, stopping, console)
     except KeyboardInterrupt:
@@ -62,7 +65,10 @@ def _watch(stack, stopping: threading.Event, console) -> None:
     """Report services that die; the developer decides whether to restart the stack."""
     reported: set[str] = set()
     while not stopping.wait(1.0):
-        for name, svc in stack.processes.items():
+        watched = dict(stack.processes)
+        if stack.review_api is not None:
+            watched[stack.review_api.name] = stack.review_api
+        for name, svc in watched.items():
             if name not in reported and not svc.alive():
                 reported.add(name)
                 console.print(f"[bold red]{name} exited[/] (code {svc.process.proc.returncode}); see {svc.log_file}")
@@ -86,6 +92,8 @@ def _summary(stack):
         table.add_row("provider sandbox", stack.provider_base_url, _pid(stack.sandbox.pid), str(stack.sandbox.log_file))
     for name, svc in stack.processes.items():
         table.add_row(name, svc.app, _pid(svc.pid), str(svc.log_file))
+    if stack.review_api is not None:
+        table.add_row("review API", stack.review_api_url, _pid(stack.review_api.pid), str(stack.review_api.log_file))
     env = stack.env
     if env.get("OTEL_TRACES_EXPORTER"):
         traces = f"{env['OTEL_TRACES_EXPORTER']} -> {env.get('OTEL_EXPORTER_OTLP_ENDPOINT', '(default endpoint)')}"

@@ -1,13 +1,19 @@
 """Run the whole Reintegra stack on one machine: Postgres, broker, topics, sandbox, services.
 
     with Stack(StackConfig(state_dir=tmp_path / "state")) as stack:
-        ... stack.bootstrap_servers, stack.database_url, stack.provider_base_url
+        ... stack.bootstrap_servers, stack.database_url, stack.provider_base_url, stack.review_api_url
         stack.kill_service("disbursement"); stack.restart_service("disbursement")
+        stack.restart_service("review-api")
 
 Used by ``reintegra up`` and by pytest fixtures. Every service is its own OS process
 (``python -m faststream run <svc>.app:create_app --factory``), exactly as in production, in its
 own process group with PDEATHSIG so that nothing outlives the supervisor. Signal handling
 (Ctrl-C) belongs to the caller: the CLI installs handlers, a test fixture does not.
+
+The eligibility review API (``python -m eligibility.review_api``, uvicorn) runs as one more
+process once the services are ready (eligibility has created the schema it reads by then), on a
+port saved in ``state_dir/review-api/ports.json`` so that ``reintegra review`` finds it; it is
+ready when ``/healthz`` answers. It runs only beside the eligibility service (``review_api``).
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from . import _proc
 from .embedded import RunningBroker, RunningPostgres, start_broker, start_postgres
 from .topics import ensure_topics
 
-__all__ = ["ALL_SERVICES", "READY_MARKER", "ServiceProcess", "Stack", "StackConfig", "StackError"]
+__all__ = ["ALL_SERVICES", "READY_MARKER", "REVIEW_API", "ServiceProcess", "Stack", "StackConfig", "StackError",
+           "review_api_ports_file"]
 
 ALL_SERVICES = ("intake", "eligibility", "disbursement", "notifications")
 # What `faststream run` logs once on_startup hooks ran and the broker is connected and
@@ -35,6 +42,8 @@ ALL_SERVICES = ("intake", "eligibility", "disbursement", "notifications")
 READY_MARKER = "FastStream app started successfully"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SANDBOX = "provider-sandbox"
+REVIEW_API = "review-api"
+REVIEW_API_MODULE = "eligibility.review_api"
 SERVICE_STOP_TIMEOUT_S = 15.0
 
 
@@ -49,6 +58,8 @@ class StackConfig:
     services: tuple[str, ...] = ALL_SERVICES
     sandbox: bool = True
     sandbox_port: int | None = None  # None: reuse the port saved under state_dir, else a free one
+    review_api: bool = True  # the review API process, when eligibility is among the services
+    review_api_port: int | None = None  # None: reuse the port saved under state_dir, else a free one
     extra_env: dict[str, str] = field(default_factory=dict)  # applied last, overrides everything
     # service -> "module:factory" for `faststream run`; default "<svc>.app:create_app".
     # Lets tests run a stand-in app under a real service name.
@@ -81,6 +92,8 @@ class Stack:
         self.broker: RunningBroker | None = None
         self.postgres: RunningPostgres | None = None
         self.sandbox: ServiceProcess | None = None
+        self.review_api: ServiceProcess | None = None
+        self.review_api_url = ""
         self.processes: dict[str, ServiceProcess] = {
             name: ServiceProcess(name, config.apps.get(name, f"{name}.app:create_app"), self.logs_dir / f"{name}.log")
             for name in config.services
@@ -109,13 +122,18 @@ class Stack:
             for svc in self.processes.values():
                 self._spawn_service(svc)
             self._wait_ready(list(self.processes.values()))
+            if self.config.review_api and "eligibility" in self.processes:
+                self._start_review_api()
         except BaseException:
             self.stop()
             raise
 
     def stop(self) -> None:
-        """Services first (they flush offsets/outbox), then sandbox, broker, Postgres. Idempotent."""
-        self._stop_processes([s for s in self.processes.values() if s.process is not None])
+        """Services and review API first (they flush offsets/outbox), then sandbox, broker, Postgres. Idempotent."""
+        front = [s for s in self.processes.values() if s.process is not None]
+        if self.review_api is not None and self.review_api.process is not None:
+            front.append(self.review_api)
+        self._stop_processes(front)
         if self.sandbox is not None:
             self._stop_processes([self.sandbox])
         for component in (self.broker, self.postgres):
@@ -123,8 +141,8 @@ class Stack:
                 component.stop()
 
     def kill_service(self, name: str, sig: int = signal.SIGKILL) -> None:
-        """Signal the service's process group; for terminating signals wait until it is gone."""
-        svc = self.processes[name]
+        """Signal the service's (or ``"review-api"``'s) process group; for terminating signals wait until it is gone."""
+        svc = self._process(name)
         if not svc.alive():
             return
         with contextlib.suppress(ProcessLookupError):
@@ -134,11 +152,21 @@ class Stack:
                 svc.process.proc.wait(SERVICE_STOP_TIMEOUT_S)
 
     def restart_service(self, name: str) -> None:
-        """Stop the service if it still runs (gracefully), start it again, wait until ready."""
-        svc = self.processes[name]
+        """Stop the service (or ``"review-api"``) if it still runs (gracefully), start it again, wait until ready."""
+        svc = self._process(name)
         self._stop_processes([svc])
+        if svc is self.review_api:
+            self._start_review_api()
+            return
         self._spawn_service(svc)
         self._wait_ready([svc])
+
+    def _process(self, name: str) -> ServiceProcess:
+        if name == REVIEW_API:
+            if self.review_api is None:
+                raise KeyError(f"{REVIEW_API} is not part of this stack (StackConfig.review_api, eligibility)")
+            return self.review_api
+        return self.processes[name]
 
     def __enter__(self) -> Stack:
         self.start()
@@ -179,19 +207,29 @@ class Stack:
     def _start_sandbox(self) -> None:
         port = self.config.sandbox_port
         if port is None:
-            ports_file = self.state_dir / "sandbox" / "ports.json"
-            port = _proc.load_or_pick_ports(ports_file, ["sandbox"])["sandbox"]
-            if not _proc.wait_port_free(port, timeout=3):
-                port = _proc.free_port()
-                _proc.save_ports(ports_file, {"sandbox": port})
+            port = _saved_port(self.state_dir / "sandbox" / "ports.json", "sandbox")
         self.provider_base_url = f"http://127.0.0.1:{port}"
         self.sandbox = ServiceProcess(SANDBOX, "provider_sandbox", self.logs_dir / f"{SANDBOX}.log")
         argv = [sys.executable, "-m", "provider_sandbox", "--host", "127.0.0.1", "--port", str(port)]
         self._spawn(self.sandbox, argv, {**os.environ, **self.config.extra_env}, must_contain="provider_sandbox")
-        deadline = time.monotonic() + 30
-        while not _http_ok(f"{self.provider_base_url}/healthz"):
-            if not self.sandbox.alive() or time.monotonic() > deadline:
-                raise StackError(_failure_message(self.sandbox, "did not answer /healthz"))
+        self._wait_healthz(self.sandbox, self.provider_base_url, 30)
+
+    def _start_review_api(self) -> None:
+        port = self.config.review_api_port
+        if port is None:
+            port = _saved_port(review_api_ports_file(self.state_dir), REVIEW_API)
+        self.review_api_url = f"http://127.0.0.1:{port}"
+        if self.review_api is None:
+            self.review_api = ServiceProcess(REVIEW_API, REVIEW_API_MODULE, self.logs_dir / f"{REVIEW_API}.log")
+        argv = [sys.executable, "-m", REVIEW_API_MODULE, "--host", "127.0.0.1", "--port", str(port)]
+        self._spawn(self.review_api, argv, self.env, must_contain=REVIEW_API_MODULE)
+        self._wait_healthz(self.review_api, self.review_api_url, self.config.ready_timeout_s)
+
+    def _wait_healthz(self, svc: ServiceProcess, base_url: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not _http_ok(f"{base_url}/healthz"):
+            if not svc.alive() or time.monotonic() > deadline:
+                raise StackError(_failure_message(svc, "did not answer /healthz"))
             time.sleep(0.1)
 
     def _spawn_service(self, svc: ServiceProcess) -> None:
@@ -238,6 +276,20 @@ class Stack:
         for svc in services:
             if svc.process is not None:
                 svc.process.stop(timeout=0.1)  # SIGKILLs leftovers in the group; idempotent
+
+
+def review_api_ports_file(state_dir: Path) -> Path:
+    """Where the local stack saves the review API's port (``reintegra review`` reads it)."""
+    return Path(state_dir) / "review-api" / "ports.json"
+
+
+def _saved_port(ports_file: Path, name: str) -> int:
+    """The port saved in ``ports_file`` if it is free (again) within 3 s, else a new free one, saved."""
+    port = _proc.load_or_pick_ports(ports_file, [name])[name]
+    if not _proc.wait_port_free(port, timeout=3):
+        port = _proc.free_port()
+        _proc.save_ports(ports_file, {name: port})
+    return port
 
 
 def _http_ok(url: str) -> bool:

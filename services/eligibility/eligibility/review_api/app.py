@@ -14,7 +14,6 @@ has one line per action: actor, case, action, outcome.
 """
 
 import asyncio
-import inspect
 import logging
 import time
 import traceback
@@ -28,8 +27,8 @@ from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from reintegra.auth import apply_auth_migrations
-from reintegra.auth.http import require_roles
+from reintegra.auth import REVIEWER, apply_auth_migrations
+from reintegra.auth.http import add_auth_error_handler, require_roles
 from reintegra.db import create_pool
 from reintegra.errors import is_transient
 from reintegra.settings import Settings, load_settings
@@ -43,7 +42,6 @@ from eligibility.domain.review import ReviewRefused
 log = logging.getLogger("eligibility.review_api")
 
 SCHEMA = "eligibility"
-REVIEWER_ROLE = "reviewer"
 # The eligibility service applies the schema's migrations when it starts; the API waits for them
 # (bounded) instead of crashing when both start at once.
 SCHEMA_WAIT_S = 120.0
@@ -51,7 +49,6 @@ SCHEMA_POLL_S = 0.5
 # A serialization failure or deadlock between two reviewers acting at once: retried a few times.
 ACTION_ATTEMPTS = 4
 
-ReviewStatus = Literal["open", "awaiting_second_approval", "approved", "rejected", "superseded"]
 Action = Literal["approve", "reject"]
 CaseId = Annotated[str, Path(min_length=1, max_length=200)]
 T = TypeVar("T")
@@ -140,15 +137,6 @@ def _startup_transient(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError)
 
 
-async def _call_maybe_async(fn: Callable[..., Any], *args: Any) -> Any:
-    if inspect.iscoroutinefunction(fn):
-        return await fn(*args)
-    result = await asyncio.to_thread(fn, *args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
-
-
 async def _wait_for_reviews_table(pool: asyncpg.Pool, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     logged = False
@@ -172,6 +160,7 @@ async def _wait_for_reviews_table(pool: asyncpg.Pool, timeout_s: float) -> None:
 
 async def _start(runtime: _Runtime) -> None:
     settings = runtime.settings
+    runtime.programmes = load_programmes(settings.programme_config)  # a bad file stops us before any wait
     deadline = time.monotonic() + SCHEMA_WAIT_S
     async for attempt in AsyncRetrying(
         retry=retry_if_exception(_startup_transient),
@@ -180,10 +169,9 @@ async def _start(runtime: _Runtime) -> None:
         reraise=True,
     ):
         with attempt:
-            await _call_maybe_async(apply_auth_migrations, settings.database_url)
+            await apply_auth_migrations(settings.database_url)
             runtime.pool = await create_pool(settings.database_url, SCHEMA, settings.db_pool_max)
     await _wait_for_reviews_table(runtime.pool, max(1.0, deadline - time.monotonic()))
-    runtime.programmes = load_programmes(settings.programme_config)
     log.info("review API ready (schema %s, %d programme(s))", SCHEMA, len(runtime.programmes))
 
 
@@ -204,16 +192,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Reintegra eligibility review API", version="1", lifespan=lifespan,
                   docs_url=None, redoc_url=None)  # no unauthenticated pages beyond /healthz
     app.state.runtime = runtime
+    add_auth_error_handler(app)  # 401/403 refusals of require_roles, audited by it
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_error)
 
-    def get_pool(request: Request = None) -> asyncpg.Pool:  # type: ignore[assignment]
-        """For the auth dependency, whichever way it calls it: ``get_pool()`` or ``get_pool(request)``."""
+    def get_pool() -> asyncpg.Pool:
         if runtime.pool is None:
             raise StarletteHTTPException(503, "the review API is starting")
         return runtime.pool
 
-    reviewer = Depends(require_roles(get_pool, REVIEWER_ROLE))
+    reviewer = Depends(require_roles(get_pool, REVIEWER))
 
     async def in_transaction(fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         async for attempt in AsyncRetrying(
@@ -242,7 +230,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/v1/reviews")
     async def list_reviews(
         principal: Any = reviewer,
-        status: ReviewStatus | None = Query(None, description="default: open and awaiting_second_approval"),
+        status: str | None = Query(None, max_length=64, description="open, awaiting_second_approval, approved, "
+                                   "rejected, superseded, withdrawn; default: open and awaiting_second_approval"),
         limit: int = Query(100, ge=1, le=1000),
     ) -> Any:
         try:
