@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from reintegra_stack.demo.review import second_act
 from reintegra_stack.demo.scenario import Scenario
 from reintegra_stack.demo.watch import PipelineWatcher
 from reintegra_stack.traces import load_trace, render_trace, services_in
@@ -74,7 +75,18 @@ async def run_demo(stack, scenario: Scenario, timeout_s: float, console: Console
     print_summary(console, scenario, watcher)
     await print_parked(console, stack.database_url, prefix)
     trace_ok = await show_one_trace(console, stack, scenario, watcher)
-    return done and trace_ok
+    review_ok = await second_act(stack, scenario, watcher, console, publish_records)
+    return done and trace_ok and review_ok
+
+
+async def publish_records(bootstrap_servers: str, records: list) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for key, value, headers in records:
+            await producer.send_and_wait(UPSTREAM_CASE_EVENTS, value=value, key=key, headers=headers)
+    finally:
+        await producer.stop()
 
 
 def print_summary(console: Console, scenario: Scenario, watcher: PipelineWatcher) -> None:
@@ -103,6 +115,20 @@ def print_summary(console: Console, scenario: Scenario, watcher: PipelineWatcher
         money.add_row(cur, Money(obs.paid_minor.get(cur, 0), cur).format_amount(),
                       Money(obs.delivered_minor.get(cur, 0), cur).format_amount())
     console.print(money)
+
+    decided = Table(title="Eligibility decisions not plainly approved, by reason")
+    decided.add_column("status")
+    decided.add_column("reason code")
+    decided.add_column("cases", justify="right")
+    reasons: Counter = Counter()
+    for case in scenario.cases:
+        for status in ("eligibility.rejected", "eligibility.review_required"):
+            for data in obs.statuses_of(case.case_id, status):
+                for code in {r["code"] for r in data.get("reasons") or ()}:
+                    reasons[(status.split(".")[1], code)] += 1
+    for (status, code), count in sorted(reasons.items()):
+        decided.add_row(status, code, str(count))
+    console.print(decided)
 
     letters = Table(title="Dead letters (refused, with their reasons)")
     letters.add_column("topic")
