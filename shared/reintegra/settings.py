@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     sms_gateway: str = Field("file", alias="REINTEGRA_SMS_GATEWAY")
     sms_outbox_file: Path | None = Field(None, alias="REINTEGRA_SMS_OUTBOX_FILE")
     parked_alert_after_s: int = Field(3600, alias="REINTEGRA_PARKED_ALERT_AFTER_S")
+    # Intake's key for the identity hashes (the key, or a file holding it); every intake instance
+    # must use the same one. Neither set: a local key under state_dir/secrets (development only).
+    identity_hash_key: SecretStr | None = Field(None, alias="REINTEGRA_IDENTITY_HASH_KEY")
+    identity_hash_key_file: Path | None = Field(None, alias="REINTEGRA_IDENTITY_HASH_KEY_FILE")
+    # The eligibility review API (`python -m eligibility.review_api`); flags override these.
+    review_api_host: str = Field("127.0.0.1", alias="REINTEGRA_REVIEW_API_HOST")
+    review_api_port: int = Field(8091, alias="REINTEGRA_REVIEW_API_PORT")
 
     @property
     def trace_dir(self) -> Path:

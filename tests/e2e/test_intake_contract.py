@@ -4,7 +4,9 @@ What upstream systems are promised (docs: /work/shared/contract/upstream-events.
 works like structured mode, their trace is continued, each (source, id) is applied exactly once
 however often and however late it comes, events may come before their case, revisions,
 beneficiary updates and withdrawals flow on, and nothing is ever dropped: an event that cannot be
-applied lands on `upstream.case-events.v1.invalid` as it came, with the reasons in headers.
+applied lands on `upstream.case-events.v1.invalid` as it came, with the reasons in headers. A case
+belongs to the source that registered it, every refused event gets a `case.rejected` status, and
+events of a case whose registration was refused are kept until a valid one comes.
 """
 
 from __future__ import annotations
@@ -43,7 +45,14 @@ from reintegra.contract.upstream import (
     is_valid_phone,
 )
 from reintegra.handling import derived_id
-from reintegra.topics import CASE_STATUS, CONSUMED_TOPICS, UPSTREAM_CASE_EVENTS, UPSTREAM_INVALID, dead_letter_topic
+from reintegra.topics import (
+    CASE_STATUS,
+    CONSUMED_TOPICS,
+    INTAKE_CASE_EVENTS,
+    UPSTREAM_CASE_EVENTS,
+    UPSTREAM_INVALID,
+    dead_letter_topic,
+)
 from reintegra_stack.demo.scenario import short_status
 from reintegra_stack.demo.watch import topic_partitions
 from support import publish, query, traceparent_for, watch
@@ -360,10 +369,15 @@ async def test_redelivery_after_completion_changes_nothing_and_a_conflicting_reu
 
     after = watcher.observed.status_ids[case_id]
     changed = {s: after[s] - before.get(s, set()) for s in after if after[s] - before.get(s, set())}
-    assert set(changed) == {"case.rejected"}, changed  # only the marker is rejected; nothing re-applied
+    # Only the conflict and the marker are answered; nothing re-applied.
+    assert {s: len(ids) for s, ids in changed.items()} == {"case.rejected": 2}, changed
     invalid = tail.keyed(UPSTREAM_INVALID, case_id)
     assert [(r.value, reason_codes(r)) for r in invalid] == [
         (conflict_record[1], ["id_conflict"]), (marker[1], ["not_json"])]
+    conflict_status = next(s for s in tail.statuses(case_id) if s["type"] == "reintegration.case.rejected.v1"
+                           and s["data"]["reasons"][0]["code"] == "id_conflict")
+    assert conflict_status["data"]["rejected_event"] == {
+        "id": conflicting["id"], "type": PLAN_APPROVED, "source": samples.DEFAULT_SOURCE}
     assert headers_of(invalid[0])["content-type"] == b"application/cloudevents+json"
     assert await tranches_of(stack, case_id) == tranches_before
     assert tranches_before[("c1", 1)]["amount_minor"] == 250000
@@ -427,6 +441,150 @@ async def test_events_before_their_case_are_parked_then_applied_when_it_arrives(
 
 async def _parked_count(stack, case_id: str, expected: int) -> bool:
     return len(await parked_of(stack, case_id)) == expected
+
+
+# --------------------------------------------------------------------------- 4b. what leaves intake, who owns a case
+
+
+def intake_identity_key(stack) -> bytes:
+    """The key the running intake hashes identities with (its settings, or its local key file)."""
+    from intake.adapters.identity_key import load_identity_key
+    from reintegra.settings import Settings
+
+    env = {k: v for k, v in stack.env.items() if k.startswith("REINTEGRA_IDENTITY_HASH_KEY")}
+    return load_identity_key(Settings(REINTEGRA_STATE_DIR=stack.state_dir, **env))
+
+
+def rejection_of(status: dict) -> tuple[list[str], dict]:
+    return [r["code"] for r in status["data"]["reasons"]], status["data"]["rejected_event"]
+
+
+def intake_rejections(tail: TopicTail, case_id: str) -> list[tuple[list[str], dict]]:
+    """(codes, rejected_event) of intake's case.rejected statuses for a case, in order."""
+    return [rejection_of(s) for s in tail.statuses(case_id)
+            if s["type"] == "reintegration.case.rejected.v1" and s["source"] == INTAKE_SOURCE]
+
+
+def ref(event: dict) -> dict:
+    return {"id": event["id"], "type": event["type"], "source": event["source"]}
+
+
+async def test_intake_forwards_source_birth_date_and_identity_hashes_and_names_each_upstream_event(stack, run_id):
+    from intake.domain.identity import document_hash, person_hash
+
+    case_id = f"ICA-{run_id}"
+    registered, returned, plan = cash_case_events(case_id, run_id, distinctive_phone(run_id, 1))
+    registered["data"]["beneficiary"]["person_id"] = f"PQ{run_id}"
+    USED_PII.add(f"PQ{run_id}")
+    beneficiary = registered["data"]["beneficiary"]
+    tail = await TopicTail(stack.bootstrap_servers, [INTAKE_CASE_EVENTS]).start()
+    try:
+        await publish(stack.bootstrap_servers, structured([plan]))  # parked, then released
+        assert await wait_for(lambda: _parked_count(stack, case_id, 1), 30)
+        await publish(stack.bootstrap_servers, structured([registered, returned]))
+        assert await tail.wait_until(lambda: len(tail.keyed(INTAKE_CASE_EVENTS, case_id)) >= 3, 30)
+    finally:
+        await tail.stop()
+
+    forwarded = tail.keyed(INTAKE_CASE_EVENTS, case_id)
+    events = [json.loads(r.value) for r in forwarded]
+    assert [e["type"] for e in events] == ["reintegra.intake.case.accepted.v1", PLAN_APPROVED, RETURN_COMPLETED]
+    assert [e["data"]["upstream_event"] for e in events] == [
+        {"source": e["source"], "id": e["id"], "type": e["type"]} for e in (registered, plan, returned)]
+    case = events[0]["data"]
+    key = intake_identity_key(stack)
+    assert case["source"] == samples.DEFAULT_SOURCE
+    assert case["date_of_birth"] == beneficiary["date_of_birth"]
+    assert case["identity"] == {"document": document_hash(key, beneficiary["document_number"]),
+                                "person": person_hash(key, samples.DEFAULT_SOURCE, beneficiary["person_id"])}
+    assert all(re.fullmatch("[0-9a-f]{64}", h) for h in case["identity"].values())
+    for record in forwarded[:1]:
+        for secret in (beneficiary["full_name"], beneficiary["document_number"], beneficiary["person_id"]):
+            assert secret.encode() not in record.value
+
+
+async def test_a_case_belongs_to_the_source_that_registered_it(stack, run_id):
+    owner, other = samples.DEFAULT_SOURCE, f"urn:casesys:ic-other-{run_id.lower()}"
+    case_id, parked_case = f"ICZ-{run_id}-OWN", f"ICZ-{run_id}-PRK"
+    registered, returned, _ = cash_case_events(case_id, run_id, distinctive_phone(run_id, 1))
+    foreign_return = ce(RETURN_COMPLETED, case_id, samples.sample_return_completed(case_id), source=other)
+    taken = ce(CASE_REGISTERED, case_id, registration(case_id, run_id, distinctive_phone(run_id, 2)), source=other)
+    again = ce(CASE_REGISTERED, case_id, registration(case_id, run_id, distinctive_phone(run_id, 3)), source=owner)
+    # Parked from another source than the one that then registers the case.
+    foreign_parked = ce(RETURN_COMPLETED, parked_case, samples.sample_return_completed(parked_case), source=other)
+    parked_registration = ce(CASE_REGISTERED, parked_case,
+                             registration(parked_case, run_id, distinctive_phone(run_id, 4)), source=owner)
+    tail = await TopicTail(stack.bootstrap_servers, [UPSTREAM_INVALID, CASE_STATUS, INTAKE_CASE_EVENTS]).start()
+    try:
+        await publish(stack.bootstrap_servers, structured([registered, foreign_parked]))
+        assert await tail.wait_until(lambda: "case.accepted" in tail.status_types(case_id), 30)
+        assert await wait_for(lambda: _parked_count(stack, parked_case, 1), 30)
+        refused = structured([foreign_return, taken, again])
+        await publish(stack.bootstrap_servers, refused + structured([returned, parked_registration]))
+        assert await tail.wait_until(lambda: len(tail.keyed(UPSTREAM_INVALID, case_id)) >= 3
+                                     and len(tail.keyed(INTAKE_CASE_EVENTS, case_id)) >= 2
+                                     and "case.rejected" in tail.status_types(parked_case), 30)
+        await tail.wait_until(lambda: False, 1)
+    finally:
+        await tail.stop()
+
+    invalid = tail.keyed(UPSTREAM_INVALID, case_id)
+    assert [(r.value, reason_codes(r)) for r in invalid] == [
+        (refused[0][1], ["not_case_owner"]), (refused[1][1], ["case_id_taken"]),
+        (refused[2][1], ["case_already_registered"])]
+    assert intake_rejections(tail, case_id) == [(["not_case_owner"], ref(foreign_return)), (["case_id_taken"], ref(taken)),
+                       (["case_already_registered"], ref(again))]
+    # The owner's events still flow; nothing of the others does.
+    assert [json.loads(r.value)["data"]["upstream_event"]["id"] for r in tail.keyed(INTAKE_CASE_EVENTS, case_id)] == \
+        [registered["id"], returned["id"]]
+    rows = await query(stack.database_url, "SELECT source FROM intake.cases WHERE case_id = $1", case_id)
+    assert [r["source"] for r in rows] == [owner]
+
+    assert tail.status_types(parked_case)[:2] == ["case.accepted", "case.rejected"]
+    assert intake_rejections(tail, parked_case) == [(["not_case_owner"], ref(foreign_parked))]
+    assert [json.loads(r.value)["type"] for r in tail.keyed(INTAKE_CASE_EVENTS, parked_case)] == [
+        "reintegra.intake.case.accepted.v1"]
+    assert tail.keyed(UPSTREAM_INVALID, parked_case) == []  # its bytes were not kept: the status is the answer
+    assert await parked_of(stack, parked_case) == []
+    log = (stack.logs_dir / "intake.log").read_text(encoding="utf-8", errors="replace")
+    assert any(parked_case in line and "WARNING" in line and foreign_parked["id"] in line for line in log.splitlines())
+
+
+async def test_events_of_a_case_whose_registration_was_refused_are_kept_answered_then_applied(stack, run_id):
+    case_id = f"ICF-{run_id}"
+    registered, returned, plan = cash_case_events(case_id, run_id, distinctive_phone(run_id, 1))
+    refused = ce(CASE_REGISTERED, case_id, registration(case_id, run_id, distinctive_phone(run_id, 2), consent=False))
+    watcher = await watch(stack.bootstrap_servers, case_id, {case_id: "grant.completed"})
+    tail = await TopicTail(stack.bootstrap_servers, [UPSTREAM_INVALID, CASE_STATUS]).start()
+    try:
+        await publish(stack.bootstrap_servers, structured([returned]))  # waits for its case
+        assert await wait_for(lambda: _parked_count(stack, case_id, 1), 30)
+        await publish(stack.bootstrap_servers, structured([refused]))
+        assert await tail.wait_until(lambda: len(tail.statuses(case_id)) >= 2, 30), tail.statuses(case_id)
+        await publish(stack.bootstrap_servers, structured([plan]))  # after the refusal
+        assert await tail.wait_until(lambda: len(tail.statuses(case_id)) >= 3, 30), tail.statuses(case_id)
+        assert await parked_of(stack, case_id) == [{"type": e["type"], "source": e["source"], "event_id": e["id"]}
+                                                   for e in (returned, plan)]
+        assert watcher.observed.status_counts[case_id].get("grant.completed") is None
+
+        await publish(stack.bootstrap_servers, structured([registered]))  # corrected: everything applies
+        await wait_grant_completed(watcher, [case_id])
+        await tail.wait_until(lambda: False, 1)
+    finally:
+        await watcher.stop()
+        await tail.stop()
+
+    assert intake_rejections(tail, case_id) == [
+        (["consent_missing"], ref(refused)), (["case_registration_refused"], ref(returned)),
+        (["case_registration_refused"], ref(plan))]
+    kept = [s for s in tail.statuses(case_id) if s["source"] == INTAKE_SOURCE
+            and s["data"].get("reasons", [{}])[0].get("code") == "case_registration_refused"]
+    assert len(kept) == 2 and all("kept" in s["data"]["reasons"][0]["message"] for s in kept)
+    assert [reason_codes(r) for r in tail.keyed(UPSTREAM_INVALID, case_id)] == [["consent_missing"]]
+    assert "case.accepted" in tail.status_types(case_id)
+    assert await parked_of(stack, case_id) == []
+    assert await query(stack.database_url, "SELECT 1 FROM intake.registration_refusals WHERE case_id = $1",
+                       case_id) == []
 
 
 # --------------------------------------------------------------------------- 5. revisions, updates, withdrawals
@@ -878,6 +1036,8 @@ class Delivery:
     record: Record
     kind: str  # valid | invalid (source and id readable) | garbage (no identity) | conflict
     identity: tuple[str, str] | None = None
+    event_type: str | None = None  # of a valid delivery
+    refuses_registration: bool = False  # an invalid case.registered: intake remembers the refusal
 
     @property
     def key(self) -> str:
@@ -948,7 +1108,7 @@ def generate_seeded(run_id: str, source: str, rng: random.Random, n_cases: int) 
             out.valid.add((source, event["id"]))
             for _ in range(1 + (rng.random() < 0.3) + (rng.random() < 0.1)):  # at-least-once, in either mode
                 record = samples.binary_record(event) if rng.random() < 0.3 else samples.structured_record(event)
-                deliveries.append(Delivery(record, "valid", (source, event["id"])))
+                deliveries.append(Delivery(record, "valid", (source, event["id"]), event["type"]))
         rng.shuffle(deliveries)  # any order within the case: early ones are parked
 
         for m in range(rng.choice([0, 0, 1, 1, 2, 3])):
@@ -1001,8 +1161,10 @@ def generate_seeded(run_id: str, source: str, rng: random.Random, n_cases: int) 
                     samples.structured_record(template)
             copies = 2 if rng.random() < 0.2 else 1
             identity = (source, template["id"]) if kind == "invalid" else None
+            refuses = kind == "invalid" and template["type"] == CASE_REGISTERED
             for _ in range(copies):
-                deliveries.insert(rng.randint(0, len(deliveries)), Delivery(record, kind, identity))
+                deliveries.insert(rng.randint(0, len(deliveries)),
+                                  Delivery(record, kind, identity, refuses_registration=refuses))
             # A rejected record with a readable (source, id) is deduplicated on its bytes; one without
             # any identity is answered once per delivery.
             out.expected_invalid[(case_id, record[1])] += 1 if kind == "invalid" else copies
@@ -1090,6 +1252,31 @@ def generate_with_hypothesis(run_id: str, source: str, count: int) -> list[Deliv
     return deliveries
 
 
+def expected_registration_refused_answers(deliveries: list[Delivery]) -> set[tuple[str, str, str]]:
+    """(case, source, id) of every valid event kept for a case whose registration had been refused
+    (each case's deliveries are applied in order: one key, one partition)."""
+    registered: set[str] = set()
+    refused: set[str] = set()
+    waiting: dict[str, list[tuple[str, str]]] = {}
+    seen: set[tuple[str, str]] = set()
+    told: set[tuple[str, str, str]] = set()
+    for d in deliveries:
+        case = d.key
+        if d.kind == "valid" and d.identity not in seen:
+            seen.add(d.identity)
+            if d.event_type == CASE_REGISTERED:
+                registered.add(case)
+                refused.discard(case)
+            elif case not in registered:
+                waiting.setdefault(case, []).append(d.identity)
+                if case in refused:
+                    told.add((case, *d.identity))
+        elif d.refuses_registration and case not in registered and case not in refused:
+            refused.add(case)
+            told.update((case, *identity) for identity in waiting.get(case, []))
+    return told
+
+
 async def test_property_every_record_is_applied_once_or_answered_on_invalid(stack, run_id):
     seeded_source = f"urn:casesys:ic-seeded-{run_id.lower()}"
     hypothesis_source = f"urn:casesys:ic-hypothesis-{run_id.lower()}"
@@ -1164,18 +1351,24 @@ async def test_property_every_record_is_applied_once_or_answered_on_invalid(stac
                             if r.key and r.key.decode().startswith(("ICQ-", "ICH-")) and run_id in r.key.decode()]
         assert not run_dead_letters, run_dead_letters[:10]
 
-        # -- answers upstream can read: one case.rejected per rejected record, none for a conflict
-        rejected_statuses = Counter(key for key, _ in {
-            (r.key.decode(), json.loads(r.value)["id"]) for r in tail.records[CASE_STATUS]
-            if r.key and r.key.decode() in seeded_keys
-            and json.loads(r.value)["type"] == "reintegration.case.rejected.v1"})
+        # -- answers upstream can read: one case.rejected from intake per record on .invalid (conflicts
+        # too), and one per event kept for a case whose registration was refused. (Later services
+        # answer the events they refuse with case.rejected too: not counted here.)
+        rejected_statuses = {json.loads(r.value)["id"]: json.loads(r.value) for r in tail.records[CASE_STATUS]
+                             if r.key and r.key.decode() in seeded_keys
+                             and json.loads(r.value)["type"] == "reintegration.case.rejected.v1"
+                             and json.loads(r.value)["source"] == INTAKE_SOURCE}
+        waiting_told = Counter((s["subject"], s["data"]["rejected_event"]["source"], s["data"]["rejected_event"]["id"])
+                               for s in rejected_statuses.values()
+                               if [r["code"] for r in s["data"]["reasons"]] == ["case_registration_refused"])
+        record_answers = Counter(s["subject"] for s in rejected_statuses.values()
+                                 if [r["code"] for r in s["data"]["reasons"]] != ["case_registration_refused"])
         expected_rejected = Counter()
         for (key, _), n in seeded.expected_invalid.items():
             expected_rejected[key] += n
-        for d in seeded.deliveries:
-            if d.kind == "conflict":
-                expected_rejected[d.key] -= 1
-        assert rejected_statuses == +expected_rejected
+        assert record_answers == +expected_rejected
+        assert waiting_told == Counter(expected_registration_refused_answers(seeded.deliveries))
+        assert waiting_told, "no case saw its registration refused before it came: the scenario was not exercised"
 
         # -- applied means: registered, or parked, or forwarded to eligibility
         valid_ids = seeded.valid | {d.identity for d in drawn if d.identity in applied}

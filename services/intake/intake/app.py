@@ -11,7 +11,8 @@ from reintegra.service import ServiceBuilder, ServiceRuntime
 from reintegra.topics import UPSTREAM_CASE_EVENTS
 
 from intake import repository
-from intake.handlers import handle_upstream_batch
+from intake.adapters.identity_key import IdentityKeyError, load_identity_key
+from intake.handlers import make_handler
 
 log = logging.getLogger("intake")
 
@@ -32,9 +33,13 @@ async def report_stale_parked_events(runtime: ServiceRuntime) -> None:
 
 def create_app() -> FastStream:
     builder = ServiceBuilder("intake", schema="intake", migrations=Path(__file__).parent / "migrations")
+    try:
+        identity_key = load_identity_key(builder.settings)
+    except IdentityKeyError as exc:
+        raise SystemExit(f"intake cannot start: {exc}") from None
     builder.consume(
         UPSTREAM_CASE_EVENTS,
-        handle_upstream_batch,
+        make_handler(identity_key),
         title="upstream-case-events",
         description="Upstream case events (contract v1): validated, deduplicated on (source, id), "
         "parked until their case exists, then forwarded to eligibility.",

@@ -1,15 +1,16 @@
-"""Intake's schema: cases and parked events. Every function runs inside the caller's transaction."""
+"""Intake's schema: cases, parked events and refused registrations. Every function runs inside the
+caller's transaction, and each touches one table with one statement for a whole batch."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 from reintegra import jsonfast
 
-from intake.domain.routing import CaseStatus
+from intake.domain.routing import CaseStatus, KnownCase
 
 
 @dataclass(frozen=True)
@@ -23,9 +24,30 @@ class ParkedEvent:
     tracestate: str | None
 
 
-async def load_case_statuses(conn: asyncpg.Connection, case_ids: Iterable[str]) -> dict[str, CaseStatus]:
-    rows = await conn.fetch("SELECT case_id, status FROM cases WHERE case_id = ANY($1::text[])", list(case_ids))
-    return {r["case_id"]: CaseStatus(r["status"]) for r in rows}
+@dataclass(frozen=True)
+class RegistrationRefusal:
+    """The last refused case.registered of a case that is not registered."""
+
+    case_id: str
+    source: str
+    event_id: str | None
+
+
+async def load_cases(conn: asyncpg.Connection, case_ids: Collection[str]) -> tuple[dict[str, KnownCase], set[str]]:
+    """The registered cases among these, and the others whose registration was refused: one round trip."""
+    if not case_ids:
+        return {}, set()
+    rows = await conn.fetch(
+        """
+        SELECT case_id, source, status FROM cases WHERE case_id = ANY($1::text[])
+        UNION ALL
+        SELECT case_id, NULL, NULL FROM registration_refusals WHERE case_id = ANY($1::text[])
+        """,
+        list(case_ids),
+    )
+    known = {r["case_id"]: KnownCase(r["source"], CaseStatus(r["status"])) for r in rows if r["status"] is not None}
+    refused = {r["case_id"] for r in rows if r["status"] is None and r["case_id"] not in known}
+    return known, refused
 
 
 async def insert_cases(conn: asyncpg.Connection, cases: list[tuple[str, str, str, CaseStatus]]) -> None:
@@ -52,22 +74,34 @@ async def update_statuses(conn: asyncpg.Connection, statuses: dict[str, CaseStat
         )
 
 
-async def take_parked(conn: asyncpg.Connection, case_ids: Iterable[str]) -> dict[str, list[ParkedEvent]]:
-    """Remove and return the events parked for these cases, oldest first."""
+async def load_parked(
+    conn: asyncpg.Connection, take: Collection[str], read: Collection[str]
+) -> tuple[dict[str, list[ParkedEvent]], dict[str, list[ParkedEvent]]]:
+    """The events parked for cases, oldest first: removed for `take` (they are released now), left
+    in place for `read`. One statement for both."""
+    if not take and not read:
+        return {}, {}
     rows = await conn.fetch(
         """
-        DELETE FROM parked_events WHERE case_id = ANY($1::text[])
-        RETURNING id, case_id, source, event_id, type, data, traceparent, tracestate
+        WITH taken AS (
+            DELETE FROM parked_events WHERE case_id = ANY($1::text[])
+            RETURNING id, case_id, source, event_id, type, data, traceparent, tracestate
+        )
+        SELECT true AS taken, * FROM taken
+        UNION ALL
+        SELECT false, id, case_id, source, event_id, type, data, traceparent, tracestate
+        FROM parked_events WHERE case_id = ANY($2::text[])
         """,
-        list(case_ids),
+        list(take), [c for c in read if c not in take],
     )
-    parked: dict[str, list[ParkedEvent]] = {}
+    taken: dict[str, list[ParkedEvent]] = {}
+    kept: dict[str, list[ParkedEvent]] = {}
     for r in sorted(rows, key=lambda r: r["id"]):
-        parked.setdefault(r["case_id"], []).append(
+        (taken if r["taken"] else kept).setdefault(r["case_id"], []).append(
             ParkedEvent(r["case_id"], r["source"], r["event_id"], r["type"], jsonfast.loads(r["data"]),
                         r["traceparent"], r["tracestate"])
         )
-    return parked
+    return taken, kept
 
 
 async def park(conn: asyncpg.Connection, events: list[ParkedEvent]) -> None:
@@ -84,6 +118,25 @@ async def park(conn: asyncpg.Connection, events: list[ParkedEvent]) -> None:
             [e.type for e in events], [jsonfast.dumps_text(e.data) for e in events],
             [e.traceparent for e in events], [e.tracestate for e in events],
         )
+
+
+async def save_registration_refusals(conn: asyncpg.Connection, refusals: Iterable[RegistrationRefusal]) -> None:
+    rows = list(refusals)
+    if rows:
+        await conn.execute(
+            """
+            INSERT INTO registration_refusals (case_id, source, event_id)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+            ON CONFLICT (case_id) DO UPDATE
+                SET source = excluded.source, event_id = excluded.event_id, refused_at = now()
+            """,
+            [r.case_id for r in rows], [r.source for r in rows], [r.event_id for r in rows],
+        )
+
+
+async def clear_registration_refusals(conn: asyncpg.Connection, case_ids: Collection[str]) -> None:
+    if case_ids:
+        await conn.execute("DELETE FROM registration_refusals WHERE case_id = ANY($1::text[])", list(case_ids))
 
 
 async def parked_older_than(conn: asyncpg.Connection, seconds: int) -> list[asyncpg.Record]:

@@ -6,6 +6,7 @@ so the examples and the code cannot drift apart unnoticed (the tests compare the
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -27,6 +28,8 @@ DEFAULT_SOURCE = "urn:casesys:ma-rabat"
 DEFAULT_PHONE = "+2250701020304"
 DEFAULT_VENDOR = "V-ABJ-017"
 DEFAULT_MILESTONE = "business_established"
+DEFAULT_PERSON_ID = "P-88412"
+DEFAULT_DOCUMENT_NUMBER = "CI-A1234567"
 
 Payload = dict[str, Any]
 
@@ -41,6 +44,14 @@ def mobile_money_payout(msisdn: str = DEFAULT_PHONE, provider: str = "orange_mon
     return {"method": "mobile_money", "provider": provider, "msisdn": msisdn}
 
 
+def _derived(prefix: str, case_id: str) -> str:
+    """`DOC-MA-2026-000777`: an identifier of this case alone, within the contract's 64 characters."""
+    value = f"{prefix}-{case_id}"
+    if len(value) > 64:
+        value = f"{prefix}-{hashlib.sha256(case_id.encode()).hexdigest()[:64 - len(prefix) - 1]}"
+    return value
+
+
 def sample_case_registered(
     case_id: str = DEFAULT_CASE_ID,
     *,
@@ -51,16 +62,25 @@ def sample_case_registered(
     vulnerabilities: list[str] | None = None,
     household_size: int = 3,
     consent: bool = True,
-    person_id: str = "P-88412",
+    person_id: str | None = None,
+    document_number: str | None = None,
     full_name: str = "Awa Traoré",
     date_of_birth: str = "1994-03-02",
 ) -> Payload:
+    """For the contract's case id, the contract's beneficiary. For any other case, the document
+    number and person id not given are the case's own (`DOC-<case_id>`, `P-<case_id>`): cases
+    built here are different people unless a test says otherwise."""
+    default_case = case_id == DEFAULT_CASE_ID
+    if person_id is None:
+        person_id = DEFAULT_PERSON_ID if default_case else _derived("P", case_id)
+    if document_number is None:
+        document_number = DEFAULT_DOCUMENT_NUMBER if default_case else _derived("DOC", case_id)
     return {
         "case_id": case_id,
         "program_code": "MA-AVRR-2026",
         "beneficiary": {
             "person_id": person_id, "full_name": full_name, "date_of_birth": date_of_birth,
-            "sex": "F", "nationality": origin_country, "document_number": "CI-A1234567",
+            "sex": "F", "nationality": origin_country, "document_number": document_number,
             "phone": phone, "email": None, "preferred_language": preferred_language,
         },
         "household_size": household_size,

@@ -1,0 +1,1 @@
+"""What intake reads from outside itself besides Kafka and Postgres (secrets)."""
