@@ -97,7 +97,10 @@ _WRITES: dict[str, list[tuple[str, str, Any]]] = {
          "`reintegra-original-offset`, `reintegra-rejected-at`.", bytes),
         (CASE_STATUS, "", StatusEvent),
         (INTAKE_CASE_EVENTS, "Intake -> eligibility: `reintegra.intake.case.accepted.v1` (the case, "
-         "minimised) and the accepted upstream events of the case, in order.", InternalEvent),
+         "minimised: countries, consent, vulnerabilities, contact, date of birth, the registering source and "
+         "keyed hashes of the document number and of source + person_id, never the raw identity) and the "
+         "accepted upstream events of the case, in order, each with `upstream_event` {source, id, type}.",
+         InternalEvent),
     ],
     "eligibility": [
         (CASE_STATUS, "", StatusEvent),
@@ -112,7 +115,10 @@ _WRITES: dict[str, list[tuple[str, str, Any]]] = {
 _DESCRIPTIONS = {
     CASE_STATUS: "What upstream gets back: one CloudEvent per status change of a case, keyed by "
     "case_id, at least once, in order per case. Written by intake (case.*), eligibility (eligibility.*) "
-    "and disbursement (tranche.*, payment.*, inkind.*, grant.completed).",
+    "and disbursement (tranche.*, payment.*, inkind.*, grant.completed). Each service also answers, with "
+    "`reintegration.case.rejected.v1` and `rejected_event` {id, type, source}, every upstream event it "
+    "refuses or that the case can no longer take (reason codes such as not_case_owner, case_withdrawn, "
+    "plan_over_ceiling on a revision, grant_completed).",
     NOTICE_REQUESTS: "Requests to notifications to tell a beneficiary something "
     "(`reintegra.notice.requested.v1`, kinds eligibility_approved and payment_settled).",
 }
