@@ -1071,3 +1071,17 @@ def test_no_sequence_of_events_releases_a_tranche_twice_or_re_creates_what_was_r
                 assert t.plan_id == ledger.plan_id and not ledger.facts.withdrawn
                 assert t.release != "on_approval" and t.release.split(":", 1)[1] not in verified
     assert completions <= 1
+
+
+def test_a_settlement_for_a_payment_whose_answer_was_lost_still_reports_it_sent_first():
+    """A crash between the provider's answer and our commit leaves the tranche `sending`; when the
+    settlement arrives before the resend, upstream must still read payment.sent, then settled."""
+    ledger = new_ledger()
+    ledger.approve(grant(contract_plan()))
+    key = tranche_key("c1", 1)
+    ledger.tranches[key].status = "sending"
+    ledger.statuses.clear()
+    ledger.payment_settled(key)
+    assert [s for s, _, t in ledger.statuses if t is not None and t.key == key] == [
+        "reintegration.payment.sent.v1", "reintegration.payment.settled.v1"]
+    assert ledger.tranches[key].status == "settled"

@@ -161,7 +161,11 @@ class CaseLedger:
 
     def payment_settled(self, key: TrancheKey) -> None:
         tranche = self.tranches[key]
-        if tranche.status in ("sending", "sent"):
+        if tranche.status == "sending":
+            # The provider took it, but we crashed before recording its answer: upstream still sees
+            # payment.sent before payment.settled.
+            self._set(tranche, "sent", PAYMENT_SENT)
+        if tranche.status == "sent":
             self._set(tranche, "settled", PAYMENT_SETTLED)
             contact = (self.facts.grant or {}).get("contact") or {}
             self.notices.append({
