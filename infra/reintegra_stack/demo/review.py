@@ -72,7 +72,7 @@ async def second_act(stack, scenario: Scenario, first: PipelineWatcher, console:
         for reason in (held_again[0]["reasons"] if held_again else []):
             console.print(Text(f"  held: {reason['code']}: {reason['message']}"))
 
-        env = {**os.environ, "DATABASE_URL": stack.database_url, "REINTEGRA_STATE_DIR": str(stack.state_dir),
+        env = {**os.environ, "COLUMNS": str(max(console.width, 120)), "DATABASE_URL": stack.database_url, "REINTEGRA_STATE_DIR": str(stack.state_dir),
                "REINTEGRA_REVIEW_API_URL": stack.review_api_url}
         run = prefix.rsplit("-", 1)[1].lower()
         author = _token(console, env, f"k.benali.{run}", "--upstream-id", PLAN_AUTHOR)

@@ -140,7 +140,7 @@ def print_summary(console: Console, scenario: Scenario, watcher: PipelineWatcher
 
 
 async def print_parked(console: Console, database_url: str, prefix: str) -> None:
-    """Events still waiting for a case that never came (its registration was refused)."""
+    """Events still waiting for their case: its registration was refused (no consent, invalid)."""
     import asyncpg
 
     conn = await asyncpg.connect(database_url)
@@ -153,7 +153,9 @@ async def print_parked(console: Console, database_url: str, prefix: str) -> None
         await conn.close()
     if rows:
         listed = ", ".join(f"{r['n']} {r['type'].removeprefix('reintegration.')}" for r in rows)
-        console.print(f"Parked, waiting for a case that never registered: {listed} (see `reintegra parked`).")
+        console.print(f"Kept for cases whose registration was refused (each answered with "
+                      f"case_registration_refused; a corrected registration releases them): {listed} "
+                      "(see `reintegra parked`).")
 
 
 async def show_one_trace(console: Console, stack, scenario: Scenario, watcher: PipelineWatcher) -> bool:
