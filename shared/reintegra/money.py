@@ -153,6 +153,8 @@ def check_amount_text(amount: object) -> tuple[str, str]:
 def split_minor(total_minor: int, shares_percent: Sequence[Decimal | int | str]) -> list[int]:
     """Largest-remainder apportionment: each part is total × share rounded to a minor unit, and the
     parts sum exactly to the total (the contract's rule). Ties go to the earlier tranche."""
+    if len(shares_percent) == 1 and str(shares_percent[0]) in ("100", "100.0", "100.00"):
+        return [total_minor]  # the common one-tranche component, without Decimal arithmetic
     shares = [Decimal(str(s)) for s in shares_percent]
     # Scale every share to an integer so all arithmetic is exact integer arithmetic: Decimal's
     # 28 digits would round away the remainders of long amounts, and Fractions are slow.

@@ -28,7 +28,9 @@ class CaseFile:
 
     def to_json(self) -> dict[str, Any]:
         # Spelled out: dataclasses.asdict deep-copies recursively and shows up in profiles.
-        return {"case_id": self.case_id, "accepted": self.accepted, "returned": self.returned, "plan": self.plan,
+        # The approved plan is usually the latest plan too: stored once.
+        plan = None if self.grant is not None and self.plan == self.grant["plan"] else self.plan
+        return {"case_id": self.case_id, "accepted": self.accepted, "returned": self.returned, "plan": plan,
                 "contact": self.contact, "decision": self.decision, "grant": self.grant,
                 "released": {k: v.to_json() for k, v in self.released.items()},
                 "milestones": self.milestones, "review": self.review, "withdrawn": self.withdrawn}
@@ -41,7 +43,7 @@ class CaseFile:
                      "programme_version": None, "decided_by": "rules"}  # a file written before grants were kept
         return cls(
             case_id=data["case_id"], accepted=data.get("accepted"), returned=data.get("returned"),
-            plan=data.get("plan"), contact=data.get("contact") or {}, decision=data.get("decision"), grant=grant,
+            plan=data.get("plan") or (grant or {}).get("plan"), contact=data.get("contact") or {}, decision=data.get("decision"), grant=grant,
             released={k: GrantItem.from_json(v) for k, v in (data.get("released") or {}).items()},
             milestones=data.get("milestones") or {}, review=data.get("review"), withdrawn=bool(data.get("withdrawn")),
         )

@@ -10,7 +10,7 @@ tranches that are not released yet — the amount the ceiling must cover.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from reintegra.money import Money, split_minor
@@ -38,7 +38,10 @@ class GrantItem:
         return Money(self.amount_minor, self.currency)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # Spelled out: dataclasses.asdict recurses and deep-copies, and this runs for every case saved.
+        return {"plan_id": self.plan_id, "component_id": self.component_id, "seq": self.seq,
+                "modality": self.modality, "category": self.category, "currency": self.currency,
+                "amount_minor": self.amount_minor, "release": self.release}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> GrantItem:
