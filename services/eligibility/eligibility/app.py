@@ -15,17 +15,25 @@ from eligibility.handlers import make_handler
 DEFAULT_PROGRAMMES = Path(__file__).parent / "programmes.yaml"
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys; in a rule file that hides a mistake."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
+def _duplicate_key(node: yaml.Node, path: tuple[str, ...] = ()) -> tuple[str, int] | None:
+    """The path and line of the first key written twice in one mapping. PyYAML silently keeps the
+    last of two equal keys; in a rule file that hides a mistake."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
             if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+                return ".".join((*path, key)), key_node.start_mark.line + 1
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+            found = _duplicate_key(value_node, (*path, key))
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found = _duplicate_key(item, (*path, str(index)))
+            if found:
+                return found
+    return None
 
 
 def load_programmes(path: Path | None) -> dict[str, Programme]:
@@ -36,7 +44,10 @@ def load_programmes(path: Path | None) -> dict[str, Programme]:
     except OSError as exc:
         raise ProgrammeConfigError(f"{path}: cannot be read: {exc.strerror}") from None
     try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+        duplicate = _duplicate_key(yaml.compose(text, Loader=yaml.SafeLoader))
+        if duplicate:
+            raise ProgrammeConfigError(f"{path}: {duplicate[0]}: the key is written twice (line {duplicate[1]})")
+        document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ProgrammeConfigError(f"{path}: not valid YAML: {exc}") from None
     return programmes_from_config(document, source=str(path))
