@@ -88,12 +88,12 @@ def apply_event(case: CaseFile, event_type: str, data: dict[str, Any], ctx: Cont
     if event_type == CASE_ACCEPTED:
         case.accepted = data
         case.contact = {**data.get("contact", {}), **{k: v for k, v in case.contact.items() if v}}
-    elif event_type == RETURN_COMPLETED:
-        if case.grant is None:
-            case.returned = data
     elif case.withdrawn:
         _refuse(case, data, out, "case_withdrawn", "the case was withdrawn")
         return out
+    elif event_type == RETURN_COMPLETED:
+        if case.grant is None:
+            case.returned = data
     elif event_type == PLAN_APPROVED:
         _plan(case, data, ctx, out)
     elif event_type == BENEFICIARY_UPDATED:
@@ -144,6 +144,10 @@ def _milestone(case: CaseFile, data: dict[str, Any]) -> None:
 
 
 def _plan(case: CaseFile, plan: dict[str, Any], ctx: Context, out: Emitted) -> None:
+    if case.review and case.review["status"] in OPEN_REVIEW and _same_plan(plan, case.review["plan"]):
+        return  # the held plan again, under another event id: its review goes on as it is
+    if case.grant is None and case.decision is not None and case.plan and _same_plan(plan, case.plan):
+        return  # the decided plan again (a rejection stands; a reviewer's rejection is not reopened)
     if case.grant is None:
         # A first plan, or a new one after a rejection or while under review: (re)decide.
         if case.review and case.review["status"] in OPEN_REVIEW:
@@ -153,14 +157,15 @@ def _plan(case: CaseFile, plan: dict[str, Any], ctx: Context, out: Emitted) -> N
         return
     if _same_plan(plan, case.grant["plan"]):
         return  # the approved plan again, under another event id: nothing changes
+    if case.review and case.review["status"] in OPEN_REVIEW:
+        # Upstream's latest plan replaces the one waiting for a reviewer, whatever becomes of it.
+        _close_review(case, "superseded", out)
     kind = REVISION if plan["plan_id"] == case.grant_plan_id else REPLACEMENT
-    decision = _evaluate(case, plan, kind, ctx)
+    decision = evaluate_plan(case, plan, kind, ctx)
     out.decisions.append(DecisionRecord(case.case_id, plan["plan_id"], kind, decision, "rules"))
     if decision.outcome == REJECTED:
         _refuse_with(case, plan, out, list(decision.reasons))
     elif decision.outcome == REVIEW_REQUIRED:
-        if case.review and case.review["status"] in OPEN_REVIEW:
-            _close_review(case, "superseded", out)
         _open_review(case, plan, kind, decision, ctx, out)
     else:
         apply_revision(case, plan, decision, ctx, out, decided_by="rules")
@@ -171,7 +176,7 @@ def _same_plan(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return {k: v for k, v in a.items() if k not in strip} == {k: v for k, v in b.items() if k not in strip}
 
 
-def _evaluate(case: CaseFile, plan: dict[str, Any], kind: str, ctx: Context) -> Decision:
+def evaluate_plan(case: CaseFile, plan: dict[str, Any], kind: str, ctx: Context) -> Decision:
     assert case.accepted is not None and case.returned is not None
     hashes = identity_hashes(case.accepted)
     app = Application(case.accepted, case.returned, plan, kind, case.released,
@@ -182,7 +187,7 @@ def _evaluate(case: CaseFile, plan: dict[str, Any], kind: str, ctx: Context) -> 
 
 def _decide(case: CaseFile, ctx: Context, out: Emitted) -> None:
     assert case.plan is not None
-    decision = _evaluate(case, case.plan, GRANT, ctx)
+    decision = evaluate_plan(case, case.plan, GRANT, ctx)
     case.decision = decision.outcome
     out.decisions.append(DecisionRecord(case.case_id, case.plan["plan_id"], GRANT, decision, "rules"))
     if decision.outcome == APPROVED:

@@ -11,10 +11,21 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from reintegra.money import Money, MoneyError, is_known_currency
 
 VULNERABILITIES = frozenset({
@@ -30,6 +41,28 @@ Category = Literal["immediate_needs", "business_startup", "vocational_training",
                    "psychosocial"]
 CountryCode = Annotated[StrictStr, Field(pattern=r"^[A-Z]{2}$")]
 AmountText = Annotated[StrictStr, Field(description='a decimal string in the programme currency, e.g. "1800.00"')]
+
+
+def _config_date(value: Any) -> date:
+    """A YAML date or an ISO date string; not a timestamp, a number or a boolean."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError("must be a date, e.g. 2026-01-01")
+
+
+ConfigDate = Annotated[date, BeforeValidator(_config_date)]
+
+
+def _no_repeats(values: list[Any]) -> list[Any]:
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"lists {', '.join(repeated)} more than once")
+    return values
 
 
 class ProgrammeConfigError(ValueError):
@@ -49,6 +82,8 @@ class _TopUp(_Strict):
     amount: AmountText
     when_any: Annotated[list[Vulnerability], Field(min_length=1)]
 
+    unique_entries = field_validator("when_any")(_no_repeats)
+
 
 class _CashShare(_Strict):
     max_percent: Annotated[StrictInt, Field(ge=0, le=100)]
@@ -59,8 +94,8 @@ class _ProgrammeSpec(_Strict):
     name: StrictStr
     host_country: CountryCode
     currency: Annotated[StrictStr, Field(pattern=r"^[A-Z]{3}$")]
-    opens_on: Annotated[date, Field(strict=False)]  # a YAML date or an ISO string
-    closes_on: Annotated[date, Field(strict=False)]
+    opens_on: ConfigDate  # a YAML date or an ISO string
+    closes_on: ConfigDate
     budget: AmountText
     origin_countries: Annotated[list[CountryCode], Field(min_length=1)]
     return_to_origin_required: StrictBool = True
@@ -73,17 +108,23 @@ class _ProgrammeSpec(_Strict):
     review_vulnerabilities: list[Vulnerability] = []
     second_approval_above: AmountText
 
-    @model_validator(mode="after")
-    def _consistent(self) -> _ProgrammeSpec:
-        if self.closes_on < self.opens_on:
-            raise ValueError("closes_on is before opens_on")
-        for name, values in (("origin_countries", self.origin_countries), ("categories", self.categories),
-                             ("review_vulnerabilities", self.review_vulnerabilities)):
-            if len(set(values)) != len(values):
-                raise ValueError(f"{name} lists a value twice")
-        if self.host_country in self.origin_countries:
+    # Field validators, so that an error names the key it is about (`...closes_on`), not the programme.
+    unique_entries = field_validator("origin_countries", "categories", "review_vulnerabilities")(_no_repeats)
+
+    @field_validator("closes_on")
+    @classmethod
+    def _after_opening(cls, closes_on: date, info: ValidationInfo) -> date:
+        opens_on = info.data.get("opens_on")
+        if opens_on is not None and closes_on < opens_on:
+            raise ValueError(f"closes_on {closes_on} is before opens_on {opens_on}")
+        return closes_on
+
+    @field_validator("origin_countries")
+    @classmethod
+    def _not_the_host(cls, origins: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("host_country") in origins:
             raise ValueError("the host country cannot also be an origin country")
-        return self
+        return origins
 
 
 class _ProgrammeFile(_Strict):

@@ -9,10 +9,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Protocol
 
 from reintegra.contract.status import CASE_REJECTED, ELIGIBILITY_REJECTED, event_refused
-from reintegra.money import Money
+from reintegra.money import Money, minor_units
 
 from eligibility.domain.case_file import CaseFile
 from eligibility.domain.process import (
@@ -22,10 +23,11 @@ from eligibility.domain.process import (
     Emitted,
     apply_revision,
     approve_grant,
+    evaluate_plan,
     review_row,
     status_data,
 )
-from eligibility.domain.rules import APPROVED, GRANT, REJECTED, Decision, RuleResult
+from eligibility.domain.rules import APPROVED, GRANT, REJECTED, REPLACEMENT, REVISION, Decision, RuleResult
 
 APPROVE, REJECT = "approve", "reject"
 MAX_COMMENT = 2000
@@ -68,6 +70,8 @@ def act_on_review(case: CaseFile, action: str, reviewer: Reviewer, comment: str,
     programme = ctx.programmes.get(review["program_code"])
     if action == APPROVE and programme is None:
         raise ReviewRefused("programme_unknown", f"programme {review['program_code']} is no longer configured", 409)
+    if action == APPROVE and review["kind"] != GRANT:
+        _still_fits(case, review, ctx)
 
     out = Emitted()
     entry = {"by": reviewer.username, "at": now, "comment": comment, "action": action}
@@ -94,14 +98,33 @@ def act_on_review(case: CaseFile, action: str, reviewer: Reviewer, comment: str,
     return out
 
 
+def _still_fits(case: CaseFile, review: dict[str, Any], ctx: Context) -> None:
+    """The grant may have moved on while the plan waited (a milestone released tranches, another
+    revision was applied): the held plan must still fit the whole grant as it is now."""
+    kind = REVISION if review["plan_id"] == case.grant_plan_id else REPLACEMENT
+    decision = evaluate_plan(case, review["plan"], kind, ctx)
+    if decision.outcome == REJECTED:
+        problems = "; ".join(f"{r.code}: {r.message}" for r in decision.rules if r.outcome == "reject")
+        raise ReviewRefused("plan_no_longer_fits",
+                            f"the grant changed since the review opened ({problems}): the plan can only be rejected",
+                            409)
+
+
 def _reviewed(review: dict[str, Any], outcome: str, approvals: list[dict[str, Any]]) -> Decision:
     """The decision record of a review: the held rules plus who decided."""
     rules = tuple(RuleResult(**r) for r in review.get("rules") or ())
     total = review.get("programme_total")
-    money = Money.parse(total["amount"], total["currency"]) if total else None
+    money = _total_money(total) if total else None
     people = tuple({"code": f"reviewed_{a['action']}", "field": None, "message": f"{a['action']} by {a['by']}"}
                    for a in approvals)
     return Decision(outcome, rules, review.get("programme_version"), money, None, people)
+
+
+def _total_money(total: dict[str, str]) -> Money:
+    """A stored total back as Money. Not Money.parse, which wants an amount > 0: a grant revised down
+    to its released 0-cent tranches totals 0.00."""
+    currency = total["currency"]
+    return Money(int(Decimal(total["amount"]).scaleb(minor_units(currency))), currency)
 
 
 def _reject(case: CaseFile, review: dict[str, Any], username: str, out: Emitted) -> None:
