@@ -78,7 +78,8 @@ async def publish(producer: AIOKafkaProducer, cases: list, partition_count: int)
 async def run(stack: Stack, scenario, timeout_s: float, rate: float) -> dict:
     n_cases = len(scenario.cases)
     finals = {c.case_id: c.expected_final for c in scenario.cases}
-    watcher = PipelineWatcher(stack.bootstrap_servers, scenario.cases[0].case_id.rsplit("-", 1)[0], finals)
+    watcher = PipelineWatcher(stack.bootstrap_servers, scenario.cases[0].case_id.rsplit("-", 1)[0], finals,
+                              keep_history=False)
     await watcher.start()
     producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers, acks="all", linger_ms=5,
                                 max_batch_size=1024 * 1024)

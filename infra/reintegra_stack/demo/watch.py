@@ -54,8 +54,10 @@ async def topic_partitions(bootstrap_servers: str, topics: tuple[str, ...]) -> l
 
 
 class PipelineWatcher:
-    def __init__(self, bootstrap_servers: str, case_prefix: str, final_statuses: dict[str, str] | None = None) -> None:
+    def __init__(self, bootstrap_servers: str, case_prefix: str, final_statuses: dict[str, str] | None = None,
+                 *, keep_history: bool = True) -> None:
         self._bootstrap = bootstrap_servers
+        self._keep_history = keep_history  # every status's data, for reasons; the benchmark does without
         self._prefix = case_prefix
         self._finals = final_statuses or {}
         self.observed = Observed()
@@ -104,7 +106,8 @@ class PipelineWatcher:
         obs.last_status[case_id] = status
         obs.status_counts[case_id][status] += 1
         obs.status_ids[case_id][status].add(event["id"])
-        obs.history[case_id].append((status, event["data"]))
+        if self._keep_history:
+            obs.history[case_id].append((status, event["data"]))
         obs.first_status_at.setdefault(case_id, now)
         count, _ = obs.stage_progress.get(status, (0, now))
         obs.stage_progress[status] = (count + 1, now)

@@ -50,6 +50,19 @@ class GrantItem:
 
 def plan_items(plan: Mapping[str, Any]) -> list[GrantItem]:
     """Every tranche of a plan, split exactly as disbursement splits it (largest remainder)."""
+    cached = _last_split
+    if cached and cached[0] is plan:  # a decision splits the plan it judges, then the one it approves
+        return list(cached[1])
+    items = _split(plan)
+    _last_split[:] = [plan, items]
+    return list(items)
+
+
+# The last plan split and its items: plans are never changed once received.
+_last_split: list[Any] = []
+
+
+def _split(plan: Mapping[str, Any]) -> list[GrantItem]:
     items = []
     for component in plan["components"]:
         total = Money.parse(component["amount"]["amount"], component["amount"]["currency"])
