@@ -358,3 +358,19 @@ def test_a_newer_revision_supersedes_the_one_waiting_for_a_reviewer():
     with pytest.raises(ReviewRefused) as refused:
         act(case, "approve", "alice", ctx)
     assert refused.value.code == "review_closed"
+
+
+def test_a_revision_of_an_unaccompanied_minors_plan_is_reviewed_again():
+    """The best-interests determination covered the plan as it was: a change goes back to a person,
+    and only the reviewer's approval sends it on."""
+    case, ctx = held()
+    act(case, "approve", "alice", ctx)
+    assert case.grant is not None
+    revision = copy.deepcopy(case.grant["plan"])
+    revision["components"][0]["category"] = "vocational_training"
+    out = apply_event(case, PLAN_APPROVED, revision, ctx)
+    assert types(out.statuses) == [REVIEW_T] and out.downstream == []
+    assert "vulnerability_review" in {r["code"] for r in out.statuses[0][1]["reasons"]}
+    assert case.review["kind"] == "revision" and case.grant["plan"] != revision
+    out = act(case, "approve", "bob", ctx)
+    assert types(out.statuses) == [APPROVED_T] and [t for t, _ in out.downstream] == [PLAN_REVISED]

@@ -216,14 +216,15 @@ class _Judge:
 
     def _reviews(self) -> None:
         app, p = self.app, self.programme
+        # A child's plan is reviewed whenever it changes: the best-interests determination covered
+        # the plan as it was.
+        flagged = sorted(set(app.case.get("vulnerabilities") or ()) & p.review_vulnerabilities)
+        self.check("vulnerability_review", not flagged, "vulnerability_review", "vulnerabilities",
+                   lambda: f"needs a person's review (best-interests determination): {', '.join(flagged)}",
+                   outcome=REVIEW)
         if app.kind != GRANT:
-            self.add("vulnerability_review", SKIP, message="the grant was already decided")
             self.add("duplicate_beneficiary", SKIP, message="the grant was already decided")
         else:
-            flagged = sorted(set(app.case.get("vulnerabilities") or ()) & p.review_vulnerabilities)
-            self.check("vulnerability_review", not flagged, "vulnerability_review", "vulnerabilities",
-                       lambda: f"needs a person's review (best-interests determination): {', '.join(flagged)}",
-                       outcome=REVIEW)
             others = sorted(app.other_approved_cases)
             self.check("duplicate_beneficiary", not others, "possible_duplicate_beneficiary", "beneficiary",
                        lambda: f"the same person has an approved grant in case {', '.join(others)}", outcome=REVIEW)
