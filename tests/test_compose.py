@@ -187,3 +187,10 @@ async def test_ensure_topics_tolerates_concurrent_creators(broker) -> None:
     topics = ("reintegra.test.race-a", "reintegra.test.race-b")
     await asyncio.gather(*(ensure_topics(broker.bootstrap_servers, 2, topics) for _ in range(3)))
     assert await _describe(broker.bootstrap_servers, topics) == {t: 2 for t in topics}
+
+
+def test_intake_cannot_start_without_a_shared_identity_hash_key() -> None:
+    """A key generated inside a container would change with the container and every earlier
+    beneficiary would stop being recognised: compose must require one shared secret."""
+    key = _environment(SERVICES["intake"])["REINTEGRA_IDENTITY_HASH_KEY"]
+    assert key.startswith("${REINTEGRA_IDENTITY_HASH_KEY:?") and key.endswith("}"), key
