@@ -20,13 +20,12 @@ from disbursement.domain.case import (
     CaseLedger,
 )
 from disbursement.domain.ledger import ANY_PLAN, Facts, payment_reference, tranches_of_plan
-from disbursement.domain.split import split_minor
 from disbursement.publishing import drain
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reintegra import jsonfast
 from reintegra.contract.reasons import CASE_STATE_CODES
-from reintegra.money import Money
+from reintegra.money import Money, split_minor
 from reintegra.topics import CASE_STATUS
 
 # --------------------------------------------------------------------------------------------

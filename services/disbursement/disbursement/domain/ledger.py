@@ -15,9 +15,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from reintegra.contract.tranches import component_tranches
 from reintegra.money import Money
-
-from disbursement.domain.split import split_minor
 
 ON_APPROVAL = "on_approval"
 CANCELLABLE = {"planned", "released", "ordered"}
@@ -65,16 +64,13 @@ def payment_reference(case_id: str, plan_id: str, component_id: str, seq: int) -
 def tranches_of_plan(case_id: str, plan: dict[str, Any]) -> list[Tranche]:
     result = []
     for component in plan["components"]:
-        total = Money.parse(component["amount"]["amount"], component["amount"]["currency"])
-        specs = sorted(component["tranches"], key=lambda t: t["seq"])
-        parts = split_minor(total.minor, [str(t["share_percent"]) for t in specs])
-        for spec, minor in zip(specs, parts, strict=False):
+        for seq, release, amount in component_tranches(component):
             result.append(Tranche(
-                case_id=case_id, component_id=component["component_id"], seq=int(spec["seq"]),
+                case_id=case_id, component_id=component["component_id"], seq=seq,
                 plan_id=plan["plan_id"], modality=component["modality"], category=component["category"],
-                currency=total.currency, amount_minor=minor, release=spec["release"],
+                currency=amount.currency, amount_minor=amount.minor, release=release,
                 vendor_id=component.get("vendor_id"),
-                reference=payment_reference(case_id, plan["plan_id"], component["component_id"], int(spec["seq"])),
+                reference=payment_reference(case_id, plan["plan_id"], component["component_id"], seq),
             ))
     return result
 

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reintegra.money import Money, split_minor
+from reintegra.contract.tranches import component_tranches
+from reintegra.money import Money
 
 ON_APPROVAL = "on_approval"
 
@@ -49,29 +50,10 @@ class GrantItem:
 
 
 def plan_items(plan: Mapping[str, Any]) -> list[GrantItem]:
-    """Every tranche of a plan, split exactly as disbursement splits it (largest remainder)."""
-    cached = _last_split
-    if cached and cached[0] is plan:  # a decision splits the plan it judges, then the one it approves
-        return list(cached[1])
-    items = _split(plan)
-    _last_split[:] = [plan, items]
-    return list(items)
-
-
-# The last plan split and its items: plans are never changed once received.
-_last_split: list[Any] = []
-
-
-def _split(plan: Mapping[str, Any]) -> list[GrantItem]:
-    items = []
-    for component in plan["components"]:
-        total = Money.parse(component["amount"]["amount"], component["amount"]["currency"])
-        specs = sorted(component["tranches"], key=lambda t: t["seq"])
-        parts = split_minor(total.minor, [str(t["share_percent"]) for t in specs])
-        for spec, part in zip(specs, parts, strict=True):
-            items.append(GrantItem(plan["plan_id"], component["component_id"], int(spec["seq"]), component["modality"],
-                                   component["category"], total.currency, part, spec["release"]))
-    return items
+    """Every tranche of a plan, with the contract's split (the one disbursement pays)."""
+    return [GrantItem(plan["plan_id"], component["component_id"], seq, component["modality"], component["category"],
+                      amount.currency, amount.minor, release)
+            for component in plan["components"] for seq, release, amount in component_tranches(component)]
 
 
 def is_due(item: GrantItem, milestones: Mapping[str, Iterable[str]]) -> bool:
