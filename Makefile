@@ -35,8 +35,10 @@ lint: $(STAMP)
 smoke-tansu: $(STAMP)
 	REINTEGRA_TEST_BROKER=tansu $(BIN)/python -m pytest tests/e2e/test_journey.py -k "one_trace"
 
+## The floor beside it, when the shared reference material is there (see docs/performance or README).
+FLOOR ?= ../shared/bench/baseline_pipeline.py
 bench: $(STAMP)
-	$(BIN)/python bench/pipeline_bench.py --cases 5000
+	$(BIN)/python bench/pipeline_bench.py --cases 5000 $(if $(wildcard $(FLOOR)),--floor $(FLOOR))
 
 clean:
 	rm -rf .reintegra $(VENV)

@@ -48,6 +48,26 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
         postgres.stop()
 
 
+# A programme of its own for the budget tests, so that exhausting its budget on purpose leaves the
+# real programmes' budgets to every other test: MA-AVRR-2026's rules with a small budget.
+BUDGET_TEST_PROGRAMME = "MA-BUDGET-TEST"
+BUDGET_TEST_BUDGET = "20000.00"
+
+
+def programmes_with_test_budget(state_dir: Path) -> Path:
+    """The shipped programme file plus BUDGET_TEST_PROGRAMME (the shipped ones unchanged)."""
+    import yaml
+
+    shipped = Path(__file__).parent / "services" / "eligibility" / "eligibility" / "programmes.yaml"
+    document = yaml.safe_load(shipped.read_text(encoding="utf-8"))
+    test_programme = dict(document["programmes"]["MA-AVRR-2026"])
+    test_programme.update(name="Budget test programme", budget=BUDGET_TEST_BUDGET)
+    document["programmes"][BUDGET_TEST_PROGRAMME] = test_programme
+    path = state_dir / "programmes-with-test-budget.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="session")
 def stack(infra: Infra):
     """The four services and the provider sandbox, as OS processes, on the session's infra."""
@@ -56,7 +76,8 @@ def stack(infra: Infra):
     saved = {k: os.environ.get(k) for k in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")}
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = infra.bootstrap_servers
     os.environ["DATABASE_URL"] = infra.database_url
-    stack = Stack(StackConfig(state_dir=infra.state_dir, extra_env=dict(FAST_GROUP_SETTINGS), ready_timeout_s=120))
+    env = {**FAST_GROUP_SETTINGS, "REINTEGRA_PROGRAMME_CONFIG": str(programmes_with_test_budget(infra.state_dir))}
+    stack = Stack(StackConfig(state_dir=infra.state_dir, extra_env=env, ready_timeout_s=120))
     stack.start()
     try:
         yield stack

@@ -14,7 +14,10 @@ import asyncio
 import os
 import secrets
 import shutil
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -122,6 +125,17 @@ async def run(stack: Stack, scenario, timeout_s: float, rate: float) -> dict:
     }
 
 
+def run_floor(script: Path, stack: Stack, n_cases: int) -> str:
+    """The hand-written floor's own summary line, run against this stack's broker and Postgres
+    (the services are stopped first so that it has the machine to itself, as they had)."""
+    for name in list(stack.processes):
+        stack.kill_service(name, signal.SIGTERM)
+    done = subprocess.run([sys.executable, str(script), stack.bootstrap_servers, stack.database_url, str(n_cases)],
+                          capture_output=True, text=True, timeout=600)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("baseline")]
+    return lines[-1] if lines else f"the floor failed: {done.stderr.strip()[-500:]}"
+
+
 def scenario_of(n_cases: int, sampled_share: float):
     return simple_cash_scenario(n_cases, run_id=secrets.token_hex(3).upper(), sampled_share=sampled_share)
 
@@ -137,6 +151,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--rate", type=float, default=0,
                         help="publish at this many cases/s (default: as fast as possible, a burst)")
+    parser.add_argument("--floor", type=Path, metavar="BASELINE_PY",
+                        help="afterwards, run this hand-written four-stage floor (../shared/bench/"
+                        "baseline_pipeline.py) on the same broker and Postgres, with the same number of cases")
     args = parser.parse_args()
     state_dir = Path(tempfile.mkdtemp(prefix="reintegra-bench-"))
     env = {"REINTEGRA_TRACE_SAMPLE_RATIO": str(args.sample_ratio)}
@@ -153,6 +170,8 @@ def main() -> None:
         result = asyncio.run(run(stack, scenario, args.timeout, args.rate))
         cpu_after = cpu_seconds_by_component(stack)
         cpu_after["bench (publisher + watcher)"] = time.process_time()
+        if args.floor:
+            floor = run_floor(args.floor, stack, args.cases)
     finally:
         stack.stop()
         if not os.environ.get("BENCH_KEEP_STATE"):
@@ -170,6 +189,8 @@ def main() -> None:
     print("when each stage finished (seconds after the first publish):")
     for status, (count, at) in sorted(result["stages"].items(), key=lambda item: item[1][1]):
         print(f"  {status:<22} {count:>6} statuses, last at {at:6.1f} s")
+    if args.floor:
+        print(f"floor on the same broker and Postgres: {floor}")
     if not result["all_completed"]:
         raise SystemExit("not every case completed before the timeout")
 

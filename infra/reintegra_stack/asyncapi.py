@@ -29,6 +29,7 @@ from reintegra.topics import (
     CASE_STATUS,
     ELIGIBILITY_CASE_EVENTS,
     INTAKE_CASE_EVENTS,
+    LEDGER_POSTINGS,
     NOTICE_REQUESTS,
     UPSTREAM_CASE_EVENTS,
     UPSTREAM_INVALID,
@@ -109,16 +110,24 @@ _WRITES: dict[str, list[tuple[str, str, Any]]] = {
          "the follow-up upstream events (milestones, deliveries, withdrawals).", InternalEvent),
         (NOTICE_REQUESTS, "", InternalEvent),
     ],
-    "disbursement": [(CASE_STATUS, "", StatusEvent), (NOTICE_REQUESTS, "", InternalEvent)],
+    "disbursement": [(CASE_STATUS, "", StatusEvent), (NOTICE_REQUESTS, "", InternalEvent),
+                     (LEDGER_POSTINGS, "", InternalEvent)],
     "notifications": [],
 }
 _DESCRIPTIONS = {
     CASE_STATUS: "What upstream gets back: one CloudEvent per status change of a case, keyed by "
     "case_id, at least once, in order per case. Written by intake (case.*), eligibility (eligibility.*) "
-    "and disbursement (tranche.*, payment.*, inkind.*, grant.completed). Each service also answers, with "
+    "and disbursement (tranche.*, payment.*, inkind.*, grant.held, grant.reserved, grant.completed). Each service also answers, with "
     "`reintegration.case.rejected.v1` and `rejected_event` {id, type, source}, every upstream event it "
     "refuses or that the case can no longer take (reason codes such as not_case_owner, case_withdrawn, "
     "plan_over_ceiling on a revision, grant_completed).",
+    LEDGER_POSTINGS: "Every ledger posting, for views built outside disbursement (finance): "
+    "`reintegra.ledger.postings.v1`, keyed by account id (budget:<programme>, commitment:<programme>, "
+    "fx:<currency>, payable:<payee>:<currency>, paid:<payee>:<currency>, returned:<programme>, "
+    "funding:<programme>), one event per account and transaction with `postings` in order: each has the "
+    "account's `seq` (1, 2, ... without gaps), `transfer_id` (= `idempotency_key`), `side`, `phase` "
+    "(posted, pending, post_pending, void_pending), `amount_minor`, `currency`, `kind`, `counter_account`, "
+    "`programme`, `case_id`, `reference`, and on conversions `conversion_id` and `rate`.",
     NOTICE_REQUESTS: "Requests to notifications to tell a beneficiary something "
     "(`reintegra.notice.requested.v1`, kinds eligibility_approved and payment_settled).",
 }

@@ -8,6 +8,8 @@ CASE_STATUS = "reintegration.case-status.v1"
 INTAKE_CASE_EVENTS = "reintegra.intake.case-events.v1"
 ELIGIBILITY_CASE_EVENTS = "reintegra.eligibility.case-events.v1"
 NOTICE_REQUESTS = "reintegra.notifications.requests.v1"
+# Every ledger posting, keyed by account id (in order per account), for views built elsewhere.
+LEDGER_POSTINGS = "reintegra.ledger.postings.v1"
 
 DEAD_LETTER_SUFFIX = ".dlq"
 
@@ -24,5 +26,6 @@ ALL_TOPICS = (
     INTAKE_CASE_EVENTS,
     ELIGIBILITY_CASE_EVENTS,
     NOTICE_REQUESTS,
+    LEDGER_POSTINGS,
     *(dead_letter_topic(t) for t in CONSUMED_TOPICS),
 )

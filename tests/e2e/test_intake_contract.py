@@ -257,7 +257,8 @@ async def test_binary_mode_events_are_applied_like_structured_ones(stack, run_id
         assert counts == {"case.accepted": 1, "eligibility.approved": 1, "tranche.released": 3, "payment.sent": 1,
                           "payment.settled": 1, "inkind.ordered": 2, "inkind.delivered": 2,
                           "grant.completed": 1}, (case_id, counts)
-    assert watcher.observed.paid() == {"EUR": "600.00"}  # 300 EUR cash for each of the two cases
+    # 300 EUR cash for each of the two cases, paid in XOF to wallets in Côte d'Ivoire (196,787 each)
+    assert watcher.observed.paid() == {"XOF": "393574"}
     assert not [k for k in watcher.observed.dead_letters if k[0] != UPSTREAM_INVALID], watcher.observed.dead_letters
     applied = await inbox_keys(stack, "intake", [samples.DEFAULT_SOURCE])
     assert {(e["source"], e["id"]) for e in binary_events} <= applied
@@ -640,11 +641,18 @@ async def test_plan_revision_changes_only_tranches_not_released_yet(stack, run_i
 
     released = {(e["data"]["component_id"], e["data"]["tranche_seq"]): e["data"]["amount"]
                 for e in tail.statuses(case_id) if short_status(e["type"]) == "tranche.released"}
-    assert released == {("c1", 1): {"amount": "300.00", "currency": "EUR"},
-                        ("c2", 1): {"amount": "720.00", "currency": "EUR"},
-                        ("c2", 2): {"amount": "600.00", "currency": "EUR"}}
+    # Paid in XOF at the peg: 300 EUR; 60 % of the 1,200 EUR kit (787,148 XOF); 40 % of the revised
+    # 1,500 EUR kit (983,936 XOF, rounded half up), each the tranche's part of its converted component.
+    assert released == {("c1", 1): {"amount": "196787", "currency": "XOF"},
+                        ("c2", 1): {"amount": "472289", "currency": "XOF"},
+                        ("c2", 2): {"amount": "393574", "currency": "XOF"}}
+    programme = {(e["data"]["component_id"], e["data"]["tranche_seq"]): e["data"]["programme_amount"]
+                 for e in tail.statuses(case_id) if short_status(e["type"]) == "tranche.released"}
+    assert programme == {("c1", 1): {"amount": "300.00", "currency": "EUR"},
+                         ("c2", 1): {"amount": "720.00", "currency": "EUR"},
+                         ("c2", 2): {"amount": "600.00", "currency": "EUR"}}
     assert "review_required" not in " ".join(tail.status_types(case_id))
-    assert watcher.observed.paid() == {"EUR": "300.00"}
+    assert watcher.observed.paid() == {"XOF": "196787"}
 
 
 async def test_beneficiary_update_changes_the_msisdn_of_payments_not_sent_yet(stack, run_id):

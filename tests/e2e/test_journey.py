@@ -65,12 +65,13 @@ async def test_case_reaches_payment_settled_and_sms_as_one_trace(stack, run_id):
     for status in ("case.accepted", "eligibility.approved", "tranche.released", "payment.sent",
                    "payment.settled", "inkind.ordered", "inkind.delivered", "grant.completed"):
         assert seen[status] >= 1, f"no {status} status for {case_id}: {dict(seen)}"
-    assert watcher.observed.paid() == {"EUR": "300.00"}
+    # 300 EUR to a wallet in Côte d'Ivoire is paid in XOF at the peg: 300 × 655.957 = 196,787.1.
+    assert watcher.observed.paid() == {"XOF": "196787"}
 
     # The beneficiary prefers French: one SMS on approval, one when the payment settled.
     lines = await wait_for_sms(stack.state_dir, case_id, 2)
     assert len(lines) == 2, lines
-    assert any("approuvée" in line for line in lines) and any("Paiement reçu : 300,00 EUR" in line for line in lines)
+    assert any("approuvée" in line for line in lines) and any("Paiement reçu : 196\u202f787 XOF" in line for line in lines)
     assert all("+2250701020304" not in line for line in lines), "the SMS log must not show the full number"
 
     spans = await wait_for_spans(stack.state_dir, trace_id, JOURNEY_SPANS)

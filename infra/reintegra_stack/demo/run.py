@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from reintegra_stack.demo.money import load_demo_rates, print_money
 from reintegra_stack.demo.review import second_act
 from reintegra_stack.demo.scenario import Scenario
 from reintegra_stack.demo.watch import PipelineWatcher
@@ -50,6 +51,7 @@ async def publish(bootstrap_servers: str, scenario: Scenario, progress: Progress
 
 async def run_demo(stack, scenario: Scenario, timeout_s: float, console: Console) -> bool:
     block_msisdns(stack.provider_base_url, scenario.blocked_msisdns)
+    await load_demo_rates(stack.database_url, console)
     finals = {c.case_id: c.expected_final for c in scenario.cases}
     prefix = scenario.cases[0].case_id.rsplit("-", 1)[0]
     watcher = PipelineWatcher(stack.bootstrap_servers, prefix, finals)
@@ -76,7 +78,8 @@ async def run_demo(stack, scenario: Scenario, timeout_s: float, console: Console
     await print_parked(console, stack.database_url, prefix)
     trace_ok = await show_one_trace(console, stack, scenario, watcher)
     review_ok = await second_act(stack, scenario, watcher, console, publish_records)
-    return done and trace_ok and review_ok
+    ledger_ok = await print_money(console, stack.database_url)
+    return done and trace_ok and review_ok and ledger_ok
 
 
 async def publish_records(bootstrap_servers: str, records: list) -> None:
@@ -106,7 +109,7 @@ def print_summary(console: Console, scenario: Scenario, watcher: PipelineWatcher
     else:
         console.print("[bold green]Every case is in its expected final state.[/]")
 
-    money = Table(title="Paid per currency")
+    money = Table(title="Paid per currency (as upstream was told)")
     money.add_column("currency")
     money.add_column("cash settled", justify="right")
     money.add_column("in kind delivered", justify="right")

@@ -8,6 +8,7 @@ from faststream import FastStream
 from reintegra.service import ServiceBuilder
 from reintegra.topics import ELIGIBILITY_CASE_EVENTS
 
+from disbursement.funding import run_budget_waiter
 from disbursement.handlers import handle_eligibility_batch
 from disbursement.payments import run_payment_dispatcher, run_settlement_poller
 
@@ -23,4 +24,5 @@ def create_app() -> FastStream:
     )
     builder.background(run_payment_dispatcher)
     builder.background(run_settlement_poller)
+    builder.background(run_budget_waiter)
     return builder.build()

@@ -15,8 +15,9 @@ from reintegra import jsonfast, outbox
 from reintegra.service import ServiceRuntime
 from reintegra.telemetry import record_finished_span, span_from_traceparent
 
-from disbursement import repository
+from disbursement import ledger_repository, repository
 from disbursement.adapters.provider_client import ProviderClient, ProviderUnavailable, TransferRequest
+from disbursement.money_context import money_context
 from disbursement.publishing import drain
 
 log = logging.getLogger(__name__)
@@ -56,10 +57,12 @@ async def send_payments(runtime: ServiceRuntime, client: ProviderClient) -> int:
     by_reference = {o.reference: o for o in outcomes}
     async with runtime.db.acquire() as conn, conn.transaction():
         ledgers = await repository.load_ledgers(conn, {r["case_id"] for r in claimed})
+        ctx = await money_context(conn, ledgers.values())
         messages = []
         for row in claimed:
             outcome = by_reference.get(row["reference"])
             ledger = ledgers[row["case_id"]]
+            ledger.act(f"send:{row['reference']}", f"provider:{PROVIDER}")
             key = (row["plan_id"], row["component_id"], row["seq"])
             with span_from_traceparent("disbursement record payment", row["traceparent"], row["tracestate"],
                                        {"reintegra.case_id": row["case_id"], "reintegra.reference": row["reference"]}):
@@ -71,6 +74,7 @@ async def send_payments(runtime: ServiceRuntime, client: ProviderClient) -> int:
                     ledger.payment_failed(key, outcome.error or "rejected_by_provider")
                 messages += drain(ledger, f"send:{row['reference']}")
         await repository.save_ledgers(conn, ledgers.values())
+        messages += await ledger_repository.apply(conn, ctx.books)
         await outbox.add(conn, messages)
     return len(claimed)
 
@@ -87,6 +91,7 @@ async def apply_settlements(runtime: ServiceRuntime, client: ProviderClient) -> 
             return 0
         keys = await repository.tranche_keys_by_reference(conn, [s.reference for s in settlements])
         ledgers = await repository.load_ledgers(conn, {case_id for case_id, _ in keys.values()})
+        ctx = await money_context(conn, ledgers.values())
         messages = []
         for settlement in settlements:
             found = keys.get(settlement.reference)
@@ -95,6 +100,7 @@ async def apply_settlements(runtime: ServiceRuntime, client: ProviderClient) -> 
                 continue
             case_id, key = found
             ledger = ledgers[case_id]
+            ledger.act(f"settlement:{settlement.cursor}", f"provider:{PROVIDER}")
             tranche = ledger.tranches[key]
             with span_from_traceparent("disbursement apply settlement", tranche.traceparent, tranche.tracestate,
                                        {"reintegra.case_id": case_id, "reintegra.reference": settlement.reference}):
@@ -104,6 +110,7 @@ async def apply_settlements(runtime: ServiceRuntime, client: ProviderClient) -> 
                     ledger.payment_failed(key, settlement.failure_reason or "failed_at_provider")
                 messages += drain(ledger, f"settlement:{settlement.cursor}")
         await repository.save_ledgers(conn, ledgers.values())
+        messages += await ledger_repository.apply(conn, ctx.books)
         await outbox.add(conn, messages)
         await repository.save_provider_cursor(conn, PROVIDER, next_cursor)
     return len(settlements)

@@ -4,19 +4,29 @@ every writer, so the handler, the dispatcher and the settlement poller never dea
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import date
 
 import asyncpg
 from reintegra import jsonfast
 
 from disbursement.domain.case import CaseLedger
-from disbursement.domain.ledger import Facts, Tranche, TrancheKey
+from disbursement.domain.tranche import Facts, Tranche, TrancheKey
 
 # The first four columns are the tranche's identity (the primary key); the others are updated in place.
 _TRANCHE_KEY_COLUMNS = ("case_id", "plan_id", "component_id", "seq")
 _TRANCHE_COLUMNS = (
     *_TRANCHE_KEY_COLUMNS, "modality", "category", "currency", "amount_minor",
     "release", "vendor_id", "status", "reference", "transfer_id", "failure_reason", "traceparent", "tracestate",
+    "component_minor", "component_shares", "programme_code", "programme_currency", "programme_minor", "payout_currency", "payout_minor",
+    "rate", "rate_source", "rate_date", "payee", "hold_reason", "reserve_id",
 )
+_TRANCHE_TYPES = (
+    "text", "text", "text", "int", "text", "text", "text", "bigint",
+    "text", "text", "text", "text", "text", "text", "text", "text",
+    "bigint", "text", "text", "text", "bigint", "text", "bigint",
+    "text", "text", "date", "text", "text", "text",
+)
+_CHAR_COLUMNS = ("currency", "programme_currency", "payout_currency")
 
 
 async def load_ledgers(conn: asyncpg.Connection, case_ids: Iterable[str]) -> dict[str, CaseLedger]:
@@ -34,7 +44,13 @@ async def load_ledgers(conn: asyncpg.Connection, case_ids: Iterable[str]) -> dic
     for row in facts_rows:
         ledgers[row["case_id"]].facts = Facts.from_json(jsonfast.loads(row["facts"]))
     for row in tranche_rows:
-        tranche = Tranche(**dict(row))
+        values = dict(row)
+        for column in _CHAR_COLUMNS:  # char(3)
+            if values[column] is not None:
+                values[column] = values[column].strip()
+        if values["rate_date"] is not None:
+            values["rate_date"] = values["rate_date"].isoformat()
+        tranche = Tranche(**values)
         ledgers[row["case_id"]].tranches[tranche.key] = tranche
     return ledgers
 
@@ -53,9 +69,9 @@ async def save_ledgers(conn: asyncpg.Connection, ledgers: Iterable[CaseLedger]) 
     tranches = [ledger.tranches[k] for ledger in ledgers for k in sorted(ledger.changed)]
     if tranches:
         columns = [[getattr(t, c) for t in tranches] for c in _TRANCHE_COLUMNS]
-        types = ["text", "text", "text", "int", "text", "text", "text", "bigint",
-                 "text", "text", "text", "text", "text", "text", "text", "text"]
-        unnest_args = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
+        date_index = _TRANCHE_COLUMNS.index("rate_date")
+        columns[date_index] = [date.fromisoformat(d) if d else None for d in columns[date_index]]
+        unnest_args = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_TRANCHE_TYPES))
         updates = ", ".join(f"{c} = excluded.{c}" for c in _TRANCHE_COLUMNS[len(_TRANCHE_KEY_COLUMNS):])
         await conn.execute(
             f"""
@@ -66,6 +82,52 @@ async def save_ledgers(conn: asyncpg.Connection, ledgers: Iterable[CaseLedger]) 
                 next_attempt_at = CASE WHEN excluded.status = 'released' THEN now() ELSE tranches.next_attempt_at END
             """,
             *columns,
+        )
+    await _save_transitions(conn, ledgers)
+    await _save_budget_holds(conn, ledgers)
+
+
+async def _save_transitions(conn: asyncpg.Connection, ledgers: list[CaseLedger]) -> None:
+    rows = [(ledger.case_id, *key, before, after, reason, cause or "unknown", actor or "disbursement")
+            for ledger in ledgers for key, before, after, reason, cause, actor in ledger.transitions]
+    for ledger in ledgers:
+        ledger.transitions.clear()
+    if not rows:
+        return
+    await conn.execute(
+        """
+        INSERT INTO tranche_transitions (case_id, plan_id, component_id, seq, from_status, to_status, reason,
+                                         cause, actor)
+        SELECT case_id, plan_id, component_id, seq, from_status, to_status, reason, cause, actor
+        FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[],
+                    $8::text[], $9::text[]) WITH ORDINALITY
+             AS t(case_id, plan_id, component_id, seq, from_status, to_status, reason, cause, actor, ord)
+        ORDER BY ord
+        """,
+        *[list(c) for c in zip(*rows, strict=True)],
+    )
+
+
+async def _save_budget_holds(conn: asyncpg.Connection, ledgers: list[CaseLedger]) -> None:
+    """One queue row per grant waiting for budget; a grant keeps its place when its amount changes."""
+    touched = [ledger for ledger in ledgers if ledger.changed]
+    held = [(ledger.case_id, *hold) for ledger in sorted(touched, key=lambda ledger: ledger.hold_order)
+            if (hold := ledger.budget_hold()) is not None]
+    released = [ledger.case_id for ledger in touched if ledger.budget_hold() is None]
+    if released:
+        await conn.execute("DELETE FROM budget_holds WHERE case_id = ANY($1::text[])", released)
+    if held:
+        # In the order the grants were held in this batch (their approval order).
+        await conn.execute(
+            """
+            INSERT INTO budget_holds (case_id, programme, currency, amount_minor)
+            SELECT case_id, programme, currency, amount_minor
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) WITH ORDINALITY
+                 AS h(case_id, programme, currency, amount_minor, ord)
+            ORDER BY ord
+            ON CONFLICT (case_id) DO UPDATE SET amount_minor = excluded.amount_minor
+            """,
+            *[list(c) for c in zip(*held, strict=True)],
         )
 
 
@@ -82,7 +144,9 @@ async def claim_payments_to_send(conn: asyncpg.Connection, limit: int, resend_af
         ) due, case_facts f
         WHERE t.case_id = due.case_id AND t.plan_id = due.plan_id AND t.component_id = due.component_id
           AND t.seq = due.seq AND f.case_id = t.case_id
-        RETURNING t.case_id, t.plan_id, t.component_id, t.seq, t.reference, t.amount_minor, t.currency,
+        RETURNING t.case_id, t.plan_id, t.component_id, t.seq, t.reference,
+                  coalesce(t.payout_minor, t.amount_minor) AS amount_minor,
+                  coalesce(t.payout_currency, t.currency) AS currency,
                   t.traceparent, t.tracestate, f.facts -> 'grant' -> 'payout' AS payout
         """,
         limit,

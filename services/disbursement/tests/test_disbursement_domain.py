@@ -19,7 +19,7 @@ from disbursement.domain.case import (
     TRANCHE_RELEASED,
     CaseLedger,
 )
-from disbursement.domain.ledger import ANY_PLAN, Facts, payment_reference, tranches_of_plan
+from disbursement.domain.tranche import ANY_PLAN, Facts, payment_reference, tranches_of_plan
 from disbursement.publishing import drain
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from disbursement import repository
-from disbursement.domain.ledger import payment_reference
+from disbursement.domain.tranche import payment_reference
 from reintegra import jsonfast
 from reintegra.db import apply_migrations, create_pool
 

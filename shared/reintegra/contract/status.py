@@ -29,6 +29,10 @@ INKIND_ORDERED = "reintegration.inkind.ordered.v1"
 INKIND_DELIVERED = "reintegration.inkind.delivered.v1"
 TRANCHE_CANCELLED = "reintegration.tranche.cancelled.v1"
 GRANT_COMPLETED = "reintegration.grant.completed.v1"
+# Beyond the contract's list (consumers ignore types they do not know): money waiting for something.
+GRANT_HELD = "reintegration.grant.held.v1"
+GRANT_RESERVED = "reintegration.grant.reserved.v1"
+TRANCHE_HELD = "reintegration.tranche.held.v1"
 
 
 def event_refused(case_id: str, reasons: list[dict], rejected_event: dict | None) -> dict:
@@ -110,13 +114,29 @@ class EligibilityReviewRequired(_Eligibility):
     status: Literal["eligibility_review_required"]
 
 
+class ExchangeRate(BaseModel):
+    from_: str = Field(alias="from", description="The plan's currency.")
+    to: str = Field(description="The payout currency.")
+    rate: str = Field(description='Units of `to` per unit of `from`: "655.957", or a ratio of two per-euro '
+                      'rates ("10250.5/655.957") for a cross rate, kept exact.')
+    source: str = Field(description='"peg" (XOF, XAF), "same_currency", or the loaded rate used ("rates:GNF@2026-11-01").')
+    effective_date: str | None = Field(description="The day the rate applies from.")
+
+
 class _Tranche(_Status):
     plan_id: str
     component_id: str
     tranche_seq: int
     modality: Literal["cash", "in_kind"]
     category: str
-    amount: Money = Field(description="The tranche amount, in the currency actually paid.")
+    amount: Money = Field(description="The tranche amount, in the currency actually paid (the payout "
+                          "country's: XOF in CI, SN, ML, BF; XAF in CM; GNF in GN...) once released; before its "
+                          "release, in the plan's currency.")
+    programme_amount: Money | None = Field(default=None, description="What the programme's budget reserved for "
+                                           "the tranche, in the programme's currency.")
+    plan_amount: Money | None = Field(default=None, description="The plan's amount, when it was converted.")
+    exchange_rate: ExchangeRate | None = Field(default=None, description="The rate locked at release, when the "
+                                               "payout currency is not the plan's.")
     reference: str | None = Field(
         description="The payment's idempotency reference; null for a tranche cancelled before its release."
     )
@@ -167,6 +187,38 @@ class TrancheCancelled(_Tranche):
     reason: str | None = None
 
 
+class TrancheHeld(_Tranche):
+    """A due tranche waits instead of being paid at a guessed rate: no rate is loaded for its payout
+    currency (`exchange_rate_missing`), or the payout's country has no known currency. It is released
+    as soon as finance loads the rate."""
+
+    status: Literal["tranche_held"]
+    reason: str
+    reasons: list[Reason]
+
+
+class GrantHeld(_Status):
+    """The approved grant waits for budget (`budget_exhausted`: the programme's budget cannot cover it, or
+    grants approved before it are waiting) or for a rate to convert it into the programme's currency
+    (`exchange_rate_missing`). Nothing is reserved or paid until then; grants are funded in approval order
+    when finance raises the budget."""
+
+    status: Literal["grant_held"]
+    plan_id: str | None
+    programme_code: str
+    programme_amount: Money = Field(description="What the grant needs from the budget.")
+    reasons: list[Reason]
+
+
+class GrantReserved(_Status):
+    """A held grant is now reserved against its programme's budget; its tranches are released as due."""
+
+    status: Literal["grant_reserved"]
+    plan_id: str | None
+    programme_code: str
+    programme_amount: Money
+
+
 class PaidTotal(BaseModel):
     currency: str
     amount_minor: int = Field(description="Total paid or delivered, in minor units of the currency.")
@@ -194,4 +246,7 @@ STATUS_TYPES: dict[str, type[_Status]] = {
     INKIND_DELIVERED: InkindDelivered,
     TRANCHE_CANCELLED: TrancheCancelled,
     GRANT_COMPLETED: GrantCompleted,
+    GRANT_HELD: GrantHeld,
+    GRANT_RESERVED: GrantReserved,
+    TRANCHE_HELD: TrancheHeld,
 }

@@ -5,25 +5,41 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from reintegra.money import Money
+
 from reintegra.contract.status import (
     CASE_REJECTED,
     GRANT_COMPLETED,
+    GRANT_HELD,
+    GRANT_RESERVED,
     INKIND_DELIVERED,
     INKIND_ORDERED,
     PAYMENT_FAILED,
     PAYMENT_SENT,
     PAYMENT_SETTLED,
     TRANCHE_CANCELLED,
+    TRANCHE_HELD,
     TRANCHE_RELEASED,
     event_refused,
 )
 
-from disbursement.domain.ledger import (
+from disbursement.domain import grant_money
+from disbursement.domain.currency import (
+    convert,
+    converted_tranche,
+    converted_tranches,
+    currency_of_country,
+    payout_country,
+)
+from disbursement.domain.grant_money import MoneyContext
+
+from disbursement.domain.tranche import (
     CANCELLABLE,
     DONE,
     ON_APPROVAL,
     Facts,
     Tranche,
+    UNRELEASED,
     TrancheKey,
     delivery_key,
     tranches_of_plan,
@@ -34,6 +50,11 @@ REPLACED_BY_PLAN = "replaced_by_plan"  # a replacement plan (another plan_id) su
 # Tranches of a replaced plan that were ordered before the replacement: the goods are owed, so
 # their delivery is still recorded (otherwise the grant could never complete).
 _STILL_DELIVERABLE = {"ordered", "delivered"}
+BUDGET_EXHAUSTED = "budget_exhausted"
+EXCHANGE_RATE_MISSING = "exchange_rate_missing"
+PAYOUT_CURRENCY_UNKNOWN = "payout_currency_unknown"
+# Released money that is still owed to a payee: cancelling or failing it returns it to the budget.
+_OWED = {"released", "sending", "sent", "ordered"}
 
 
 @dataclass
@@ -45,6 +66,26 @@ class CaseLedger:
     facts_changed: bool = False
     statuses: list[tuple[str, dict[str, Any], Tranche | None]] = field(default_factory=list)
     notices: list[dict[str, Any]] = field(default_factory=list)
+    # The ledger, rates and clock of the transaction; None only for tranches outside the ledger.
+    money: MoneyContext | None = None
+    # (tranche key, from status, to status, reason, cause, actor) for the audit trail.
+    transitions: list[tuple[TrancheKey, str | None, str, str | None, str, str]] = field(default_factory=list)
+    cause: str = ""
+    actor: str = ""
+    hold_order: int = 0  # when the grant was held in this transaction (queue order)
+
+    def act(self, cause: str, actor: str) -> None:
+        """Who and what the next changes are attributed to (the event id, its author)."""
+        self.cause, self.actor = cause, actor
+        if self.money is not None:
+            self.money.cause, self.money.actor = cause, actor
+
+    def budget_hold(self) -> tuple[str, str, int] | None:
+        """(programme, currency, amount) while the grant waits for budget, else None."""
+        held = [t for t in self.tranches.values() if t.status == "held" and t.hold_reason == BUDGET_EXHAUSTED]
+        if not held:
+            return None
+        return held[0].programme_code, held[0].programme_currency, sum(t.programme_minor or 0 for t in held)
 
     @property
     def plan_id(self) -> str | None:
@@ -61,15 +102,26 @@ class CaseLedger:
         if self.plan_id is not None or self.facts.withdrawn:
             return  # a redelivered approval; eligibility never approves a withdrawn case
         plan = data["plan"]
+        programme_currency = (data.get("programme_currency") or (data.get("programme_total") or {}).get("currency")
+                              or plan["components"][0]["amount"]["currency"])
         self.facts.grant = {
             "plan_id": plan["plan_id"], "program_code": data.get("program_code"),
+            "programme_currency": programme_currency, "country": data.get("country"),
             "payout": early_update.get("payout") or plan.get("payout"),
             "contact": {**(data.get("contact") or {}), **(early_update.get("contact") or {})},
         }
         self.facts.adopt_unplanned(plan["plan_id"])
         self.facts_changed = True
-        for tranche in tranches_of_plan(self.case_id, plan):
+        tranches = tranches_of_plan(self.case_id, plan)
+        if self.money is not None and data.get("program_code"):
+            budget = data.get("programme_budget")
+            opening = Money.parse(budget["amount"], budget["currency"]) if budget else None
+            if opening is not None and opening.currency == programme_currency:
+                grant_money.open_budget(self.money, data["program_code"], opening)
+            self._price(tranches, plan)
+        for tranche in tranches:
             self._put(tranche)
+        self._fund(tranches, was_held=False)
         self._release_due()
 
     def revise(self, data: dict[str, Any]) -> None:
@@ -88,14 +140,29 @@ class CaseLedger:
             self.facts.grant["payout"] = plan["payout"]
         self.facts_changed = True
         reason = REMOVED_BY_REVISION if plan["plan_id"] == current_plan_id else REPLACED_BY_PLAN
+        was_held = any(t.status == "held" for t in self.tranches.values())
         revised = {t.key: t for t in tranches_of_plan(self.case_id, plan)}
+        if self.money is not None and self._programme_code() and self.facts.grant.get("programme_currency"):
+            self._price(list(revised.values()), plan)
         for tranche in self._ordered():
-            if tranche.status == "planned" and tranche.key not in revised:
-                self._set(tranche, "cancelled", TRANCHE_CANCELLED, reason=reason)
+            if tranche.status in UNRELEASED and tranche.key not in revised:
+                self._cancel(tranche, reason)
+        fresh = []
         for key, tranche in revised.items():
             current = self.tranches.get(key)
-            if current is None or current.status == "planned":
+            if current is not None and current.status not in UNRELEASED:
+                continue
+            if (current is not None and current.status == "planned" and current.reserve_id
+                    and current.programme_minor == tranche.programme_minor):
+                tranche.status, tranche.reserve_id = "planned", current.reserve_id  # the reserve still fits
                 self._put(tranche)
+                continue
+            if current is not None and current.status == "planned" and current.in_ledger and self.money is not None:
+                grant_money.unreserve(self.money, current)
+                tranche.reserve_id = current.reserve_id  # the next reserve gets the next id
+            self._put(tranche)
+            fresh.append(tranche)
+        self._fund(fresh, was_held=was_held)
         self._release_due()
 
     def verify_milestone(self, data: dict[str, Any]) -> None:
@@ -140,7 +207,7 @@ class CaseLedger:
         self.facts_changed = True
         for tranche in self._ordered():
             if tranche.status in CANCELLABLE:
-                self._set(tranche, "cancelled", TRANCHE_CANCELLED, reason=data.get("reason") or "case_withdrawn")
+                self._cancel(tranche, data.get("reason") or "case_withdrawn")
 
     def update_beneficiary(self, data: dict[str, Any]) -> None:
         """Contact or payout changes apply to payments not sent yet (the dispatcher reads them at send time)."""
@@ -166,12 +233,14 @@ class CaseLedger:
             # payment.sent before payment.settled.
             self._set(tranche, "sent", PAYMENT_SENT)
         if tranche.status == "sent":
+            if tranche.in_ledger and self.money is not None:
+                grant_money.settle(self.money, tranche)
             self._set(tranche, "settled", PAYMENT_SETTLED)
             contact = (self.facts.grant or {}).get("contact") or {}
             self.notices.append({
                 "kind": "payment_settled", "case_id": self.case_id, "phone": contact.get("phone"),
                 "language": contact.get("preferred_language"),
-                "params": {"amount": tranche.money().to_contract(), "reference": tranche.reference,
+                "params": {"amount": tranche.paid_money().to_contract(), "reference": tranche.reference,
                            "component_id": tranche.component_id, "tranche_seq": tranche.seq},
             })
             self._check_completed()
@@ -180,7 +249,43 @@ class CaseLedger:
         tranche = self.tranches[key]
         if tranche.status in ("released", "sending", "sent"):
             tranche.failure_reason = reason
+            if tranche.in_ledger and self.money is not None:
+                grant_money.give_back(self.money, tranche)  # the money goes back to the budget
             self._set(tranche, "failed", PAYMENT_FAILED, reason=reason)
+
+    # --- budget and rates ----------------------------------------------------------------
+    def fund_held(self) -> bool:
+        """Reserve the grant held for budget, if the budget now covers it; False when it still does not."""
+        held = [t for t in self._ordered() if t.status == "held" and t.hold_reason == BUDGET_EXHAUSTED]
+        if not held or self.money is None:
+            return True
+        total = sum(t.programme_minor or 0 for t in held)
+        programme = held[0].programme_code
+        if total > grant_money.available(self.money, programme):
+            return False
+        for tranche in held:
+            grant_money.reserve(self.money, tranche)
+            tranche.hold_reason = None
+            self._move(tranche, "planned")
+        self.statuses.append((GRANT_RESERVED, {
+            "case_id": self.case_id, "status": "grant_reserved", "plan_id": self.plan_id, "programme_code": programme,
+            "programme_amount": Money(total, held[0].programme_currency).to_contract()}, None))
+        self._release_due()
+        return True
+
+    def retry_waiting(self) -> None:
+        """After finance loaded rates: price what could not be priced, release what waited for a rate."""
+        if self.money is None or self.facts.withdrawn:
+            return
+        unpriced = [t for t in self._ordered()
+                    if t.status == "held" and t.hold_reason == EXCHANGE_RATE_MISSING and t.plan_id == self.plan_id]
+        if unpriced:
+            self._price_from_siblings(unpriced)
+            if all(t.programme_minor is not None for t in unpriced):
+                for t in unpriced:
+                    t.hold_reason = None
+                self._fund(unpriced, was_held=False, from_status="held")
+        self._release_due()
 
     # --- answers for events refused or ignored -------------------------------------------
     def _refused_after_end(self, data: dict[str, Any]) -> bool:
@@ -246,6 +351,10 @@ class CaseLedger:
                 tranche.release.startswith("milestone:") and tranche.release.split(":", 1)[1] in verified
             )
             if due:
+                if tranche.in_ledger and self.money is not None:
+                    if not self._lock_payout(tranche):
+                        continue
+                    grant_money.release(self.money, tranche)
                 self._set(tranche, "released", TRANCHE_RELEASED)
                 if tranche.modality == "in_kind":
                     self._set(tranche, "ordered", INKIND_ORDERED)
@@ -267,24 +376,168 @@ class CaseLedger:
             paid: dict[str, int] = {}
             for t in tranches:
                 if t.status in ("settled", "delivered"):
-                    paid[t.currency] = paid.get(t.currency, 0) + t.amount_minor
+                    money = t.paid_money()
+                    paid[money.currency] = paid.get(money.currency, 0) + money.minor
             self.statuses.append((GRANT_COMPLETED, {
                 "case_id": self.case_id, "status": "grant_completed",
                 "plan_id": (self.facts.grant or {}).get("plan_id"),
                 "paid": [{"currency": cur, "amount_minor": minor} for cur, minor in sorted(paid.items())],
             }, None))
 
-    def _set(self, tranche: Tranche, status: str, status_type: str, *, reason: str | None = None) -> None:
+    def _cancel(self, tranche: Tranche, reason: str) -> None:
+        """Cancel a tranche not paid yet; whatever it holds of the budget goes back."""
+        if tranche.in_ledger and self.money is not None:
+            if tranche.status == "planned" and tranche.reserve_id:
+                grant_money.unreserve(self.money, tranche)
+            elif tranche.status in _OWED:
+                grant_money.give_back(self.money, tranche)
+        self._set(tranche, "cancelled", TRANCHE_CANCELLED, reason=reason)
+
+    def _programme_code(self) -> str | None:
+        return (self.facts.grant or {}).get("program_code")
+
+    def _price(self, tranches: list[Tranche], plan: dict[str, Any]) -> None:
+        """Each tranche's share of its component converted into the programme's currency (what the
+        budget reserves); left unpriced when no rate is loaded for the component's currency."""
+        assert self.money is not None
+        programme, currency = self._programme_code(), self.facts.grant["programme_currency"]
+        by_key = {t.key: t for t in tranches}
+        for component in plan["components"]:
+            rate = self.money.rates.rate(component["amount"]["currency"], currency, self.money.today)
+            amounts = converted_tranches(component, rate) if rate is not None else []
+            for seq in {int(t["seq"]) for t in component["tranches"]}:
+                tranche = by_key.get((plan["plan_id"], component["component_id"], seq))
+                if tranche is not None:
+                    tranche.programme_code, tranche.programme_currency = programme, currency
+            for seq, _release, amount in amounts:
+                tranche = by_key.get((plan["plan_id"], component["component_id"], seq))
+                if tranche is not None:
+                    tranche.programme_minor = amount.minor
+
+    def _price_from_siblings(self, tranches: list[Tranche]) -> None:
+        assert self.money is not None
+        for tranche in tranches:
+            rate = self.money.rates.rate(tranche.currency, tranche.programme_currency, self.money.today)
+            if rate is not None:
+                tranche.programme_minor = self._share_of(tranche, rate)
+                self.changed.add(tranche.key)
+
+    def _share_of(self, tranche: Tranche, rate) -> int:
+        """The tranche's part of its component converted whole, so a component's tranches sum exactly
+        to its converted amount (a tranche cut before components were kept is converted alone)."""
+        component = tranche.component()
+        if component is None:
+            return convert(tranche.money(), rate).minor
+        return converted_tranche(component, tranche.seq, rate).minor
+
+    def _fund(self, fresh: list[Tranche], *, was_held: bool, from_status: str | None = None) -> None:
+        """Reserve new tranches against the budget, or hold them: nothing is ever reserved beyond the
+        budget, and a grant never passes one approved before it that is still waiting."""
+        if not fresh:
+            return
+        ledgered = [t for t in fresh if t.programme_code is not None and self.money is not None]
+        for tranche in fresh:
+            if tranche not in ledgered:
+                self.transitions.append((tranche.key, from_status, tranche.status, None, self.cause, self.actor))
+        if not ledgered:
+            return
+        assert self.money is not None
+        programme, currency = ledgered[0].programme_code, ledgered[0].programme_currency
+        total = sum(t.programme_minor or 0 for t in ledgered)
+        reason, message = None, ""
+        if any(t.programme_minor is None for t in ledgered):
+            reason = EXCHANGE_RATE_MISSING
+            message = f"no rate from {ledgered[0].currency} to {currency} is loaded: the grant waits for one"
+        else:
+            available = grant_money.available(self.money, programme)
+            if was_held or programme in self.money.queued or total > available:
+                reason = BUDGET_EXHAUSTED
+                message = (f"the budget of {programme} has {Money(max(available, 0), currency)} available for a "
+                           f"grant of {Money(total, currency)}" + (
+                               ", and grants approved before it are waiting" if programme in self.money.queued
+                               and total <= available else ""))
+        if reason is None:
+            for tranche in ledgered:
+                grant_money.reserve(self.money, tranche)
+                tranche.status = "planned"
+                self.changed.add(tranche.key)
+                self.transitions.append((tranche.key, from_status, "planned", None, self.cause, self.actor))
+            return
+        for tranche in ledgered:
+            tranche.status, tranche.hold_reason = "held", reason
+            self.changed.add(tranche.key)
+            self.transitions.append((tranche.key, from_status, "held", reason, self.cause, self.actor))
+        if reason == BUDGET_EXHAUSTED:
+            self.money.queued.add(programme)
+            self.hold_order = self.money.next_hold()
+        self.statuses.append((GRANT_HELD, {
+            "case_id": self.case_id, "status": "grant_held", "plan_id": self.plan_id, "programme_code": programme,
+            "programme_amount": Money(total, currency).to_contract(),
+            "reasons": [{"code": reason, "field": None, "message": message}]}, None))
+
+    def _lock_payout(self, tranche: Tranche) -> bool:
+        """Fix the payout currency, rate and amount of a due tranche; False (and the tranche waits,
+        saying why) when the currency is unknown or has no rate: never a guess."""
+        assert self.money is not None
+        grant = self.facts.grant or {}
+        payout = grant.get("payout") or {}
+        if tranche.modality == "cash":
+            country = payout_country(payout, grant.get("country"))
+            payee = payout.get("provider") or payout.get("method") or "unknown"
+        else:
+            country = grant.get("country") or payout_country(payout, None)
+            payee = f"vendor:{tranche.vendor_id}"
+        currency = currency_of_country(country)
+        if currency is None:
+            return self._wait(tranche, PAYOUT_CURRENCY_UNKNOWN, f"no currency is known for the payout country {country}")
+        rate = self.money.rates.rate(tranche.currency, currency, self.money.today)
+        if rate is None:
+            tranche.payout_currency = currency  # the currency it waits for (no amount until a rate is locked)
+            return self._wait(tranche, EXCHANGE_RATE_MISSING,
+                              f"no rate from {tranche.currency} to {currency} is loaded for {self.money.today}")
+        tranche.payout_currency, tranche.payout_minor = currency, self._share_of(tranche, rate)
+        tranche.rate, tranche.rate_source = rate.text, rate.source
+        tranche.rate_date = rate.effective_date.isoformat() if rate.effective_date else self.money.today.isoformat()
+        tranche.payee, tranche.hold_reason = payee, None
+        return True
+
+    def _wait(self, tranche: Tranche, reason: str, message: str) -> bool:
+        if tranche.hold_reason != reason:
+            tranche.hold_reason = reason
+            self.changed.add(tranche.key)
+            self.transitions.append((tranche.key, tranche.status, tranche.status, reason, self.cause, self.actor))
+            data = self._tranche_data(tranche, "tranche_held")
+            data["reason"] = reason
+            data["reasons"] = [{"code": reason, "field": None, "message": message}]
+            self.statuses.append((TRANCHE_HELD, data, tranche))
+        return False
+
+    def _move(self, tranche: Tranche, status: str, reason: str | None = None) -> None:
+        self.transitions.append((tranche.key, tranche.status, status, reason, self.cause, self.actor))
         tranche.status = status
         self.changed.add(tranche.key)
+
+    def _tranche_data(self, tranche: Tranche, status: str) -> dict[str, Any]:
         data = {
-            "case_id": self.case_id, "status": status_type.split(".", 1)[1].rsplit(".", 1)[0].replace(".", "_"),
+            "case_id": self.case_id, "status": status,
             "plan_id": tranche.plan_id, "component_id": tranche.component_id, "tranche_seq": tranche.seq,
             "modality": tranche.modality, "category": tranche.category,
-            "amount": tranche.money().to_contract(), "reference": tranche.reference,
+            "amount": tranche.paid_money().to_contract(), "reference": tranche.reference,
         }
+        programme_money = tranche.programme_money()
+        if programme_money is not None:
+            data["programme_amount"] = programme_money.to_contract()
+        if tranche.payout_minor is not None and tranche.rate and tranche.payout_currency != tranche.currency:
+            data["plan_amount"] = tranche.money().to_contract()
+            data["exchange_rate"] = {"from": tranche.currency, "to": tranche.payout_currency, "rate": tranche.rate,
+                                     "source": tranche.rate_source, "effective_date": tranche.rate_date}
         if tranche.vendor_id:
             data["vendor_id"] = tranche.vendor_id
+        return data
+
+    def _set(self, tranche: Tranche, status: str, status_type: str, *, reason: str | None = None) -> None:
+        self._move(tranche, status, reason)
+        data = self._tranche_data(tranche, status_type.split(".", 1)[1].rsplit(".", 1)[0].replace(".", "_"))
         if reason:
             data["reason"] = reason
         self.statuses.append((status_type, data, tranche))

@@ -228,10 +228,17 @@ def approve_grant(case: CaseFile, plan: dict[str, Any], decision: Decision | Non
         case.released[item.key] = item
     ctx.identities.approve(case.case_id, identity_hashes(case.accepted), code)
     out.statuses.append((ELIGIBILITY_APPROVED, status_data(case, plan, decision, APPROVED, decided_by=decided_by)))
-    grant: dict[str, Any] = {"case_id": case.case_id, "program_code": code, "plan": plan, "contact": case.contact}
+    grant: dict[str, Any] = {"case_id": case.case_id, "program_code": code, "plan": plan, "contact": case.contact,
+                             # Where the person returned: the payout's country when the payout does not tell.
+                             "country": (case.returned or {}).get("arrival_country") or case.accepted.get("origin_country")}
     if decision is not None and decision.programme_total is not None:
         grant["programme_total"] = decision.programme_total.to_contract()
         grant["programme_version"] = decision.programme_version
+    if programme is not None:
+        # Disbursement opens the programme's budget with it the first time it sees the programme;
+        # finance raises it afterwards (reintegra budget raise).
+        grant["programme_currency"] = programme.currency
+        grant["programme_budget"] = programme.budget.to_contract()
     out.downstream.append((GRANT_APPROVED, grant))
     out.notices.append({
         "kind": "eligibility_approved",

@@ -1,0 +1,75 @@
+"""The demo's money: finance loads the day's GNF rate first; at the end, what was paid per payout
+currency, each programme's budget, and `reintegra ledger check` on the ledger the run wrote."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+from reintegra.money import Money
+from rich.console import Console
+from rich.table import Table
+
+DEMO_ACTOR = "demo:finance"
+# An illustrative fixing (units per euro) for the demo only: finance loads the real one.
+DEMO_RATES = {"GNF": Decimal("10250.50")}
+
+
+async def load_demo_rates(database_url: str, console: Console) -> None:
+    import disbursement
+    from disbursement.domain.currency import LoadedRate
+    from disbursement.rates_store import add_rates
+    from reintegra.auth import apply_auth_migrations
+    from reintegra.db import apply_migrations_async
+
+    await apply_migrations_async(database_url, "disbursement", Path(disbursement.__file__).parent / "migrations")
+    await apply_auth_migrations(database_url)
+    today = datetime.now(UTC).date()
+    rates = [LoadedRate(currency, today, per_eur, "demo fixing") for currency, per_eur in DEMO_RATES.items()]
+    conn = await asyncpg.connect(database_url)
+    try:
+        await add_rates(conn, rates, DEMO_ACTOR)
+    finally:
+        await conn.close()
+    console.print("Finance loaded today's rates: " + ", ".join(
+        f"{r.currency} {r.per_eur} per EUR" for r in rates) + " (XOF and XAF are pegged at 655.957).")
+
+
+async def print_money(console: Console, database_url: str) -> bool:
+    """Tables of the ledger's view, and the check's result; False when an invariant is broken."""
+    from disbursement.ledger_check import check_ledger, format_report, ledger_summary
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        summary = await ledger_summary(conn)
+        report = await check_ledger(conn)
+    finally:
+        await conn.close()
+
+    paid = Table(title="Money per payout currency (from the ledger)")
+    for column in ("currency", "paid", "still owed through providers and vendors", "payees"):
+        paid.add_column(column, justify="left" if column in ("currency", "payees") else "right")
+    for entry in summary["currencies"]:
+        cur = entry["currency"]
+        payees = ", ".join(p["payee"] for p in entry["payees"])
+        paid.add_row(cur, Money(entry["paid_minor"], cur).format_amount(),
+                     Money(entry["payable_minor"], cur).format_amount(), payees)
+    console.print(paid)
+
+    budgets = Table(title="Budget used per programme")
+    for column in ("programme", "budget", "released", "returned", "reserved", "available", "held grants"):
+        budgets.add_column(column, justify="left" if column == "programme" else "right")
+    for p in summary["programmes"]:
+        cur = p["currency"]
+
+        def fmt(minor: int, cur: str = cur) -> str:
+            return f"{Money(minor, cur).format_amount()} {cur}"
+
+        budgets.add_row(p["programme"], fmt(p["funded_minor"]), fmt(p["moved_out_minor"]), fmt(p["returned_minor"]),
+                        fmt(p["reserved_minor"]), fmt(p["available_minor"]), str(p["held_grants"]))
+    console.print(budgets)
+    console.print("\n[bold]reintegra ledger check[/]")
+    console.print(format_report(report), markup=False, highlight=False)
+    return report.ok

@@ -1,0 +1,170 @@
+"""How a tranche's money moves through the ledger (pure): reserved against its programme's budget,
+released to what is owed to its payee (converted at the locked rate), paid, or returned.
+
+    approval   reserve:REF   budget → commitment      pending, programme currency
+    release    release:REF   posts the reserve
+               owe:REF       commitment → payable      same currency, or through the trading accounts:
+               fx-out:REF    commitment → fx:P  (p)    programme currency
+               fx-in:REF     fx:X → payable     (x)    payout currency
+    settled    settle:REF    payable → paid
+    returned   return-out / return-fx-out + return-fx-in, then return:REF  returned → budget
+    cancelled before release: void:REF
+
+Each id is the transfer's idempotency key, so doing a step twice can only ever be a no-op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from reintegra.money import Money
+
+from disbursement.domain.currency import RateBook
+from disbursement.domain.ledger import (
+    PENDING,
+    Books,
+    Transfer,
+    budget_account,
+    commitment_account,
+    funding_account,
+    paid_account,
+    payable_account,
+    returned_account,
+    trading_account,
+)
+from disbursement.domain.tranche import Tranche
+
+
+@dataclass
+class MoneyContext:
+    """What one transaction knows about money: locked budgets, rates, today, and who acts."""
+
+    books: Books
+    rates: RateBook
+    today: date
+    queued: set[str] = field(default_factory=set)  # programmes with grants waiting for budget, in order
+    cause: str = ""
+    actor: str = ""
+    holds_made: int = 0  # grants held so far in this transaction, to queue them in that order
+
+    def next_hold(self) -> int:
+        self.holds_made += 1
+        return self.holds_made
+
+
+def opening_transfer_id(programme: str) -> str:
+    return f"fund:{programme}:opening"
+
+
+def open_budget(ctx: MoneyContext, programme: str, opening: Money | None) -> None:
+    """The first time a programme is seen, its budget is funded with the configured amount."""
+    budget = budget_account(programme, opening.currency if opening else "EUR")
+    if opening is None or not ctx.books.is_new(budget.id) or opening.minor <= 0:
+        return
+    funding = ctx.books.open(funding_account(programme, opening.currency))
+    ctx.books.transfer(Transfer(opening_transfer_id(programme), funding.id, budget.id, opening.currency,
+                                opening.minor, kind="fund", programme=programme,
+                                cause=ctx.cause, actor=ctx.actor))
+
+
+def available(ctx: MoneyContext, programme: str) -> int:
+    return ctx.books.available(f"budget:{programme}")
+
+
+def next_reserve_id(previous: str | None, reference: str) -> str:
+    """`reserve:REF` first; `reserve:REF:r2`, `:r3`... after revisions that changed the amount."""
+    if previous is None:
+        return f"reserve:{reference}"
+    head, sep, version = previous.rpartition(":r")
+    return f"{head}:r{int(version) + 1}" if sep and version.isdigit() else f"{previous}:r2"
+
+
+def _suffix(t: Tranche) -> str:
+    return t.reserve_id.removeprefix("reserve:")
+
+
+def pending_reserve(t: Tranche) -> Transfer:
+    assert t.programme_code and t.programme_currency and t.programme_minor is not None and t.reserve_id
+    return Transfer(t.reserve_id, f"budget:{t.programme_code}", f"commitment:{t.programme_code}",
+                    t.programme_currency, t.programme_minor, PENDING, kind="reserve", programme=t.programme_code,
+                    case_id=t.case_id, reference=t.reference)
+
+
+def reserve(ctx: MoneyContext, t: Tranche) -> None:
+    if not t.programme_minor:
+        return
+    ctx.books.open(commitment_account(t.programme_code, t.programme_currency))
+    t.reserve_id = next_reserve_id(t.reserve_id, t.reference)
+    pending = pending_reserve(t)
+    ctx.books.transfer(Transfer(**{**_fields(pending), "cause": ctx.cause, "actor": ctx.actor}))
+
+
+def unreserve(ctx: MoneyContext, t: Tranche) -> None:
+    """A reserved tranche cancelled before its release: the whole reserve goes back."""
+    if t.programme_minor:
+        ctx.books.open(commitment_account(t.programme_code, t.programme_currency))
+        ctx.books.void(pending_reserve(t), f"void:{_suffix(t)}", kind="void", cause=ctx.cause, actor=ctx.actor)
+
+
+def release(ctx: MoneyContext, t: Tranche) -> None:
+    """Post the reserve and owe the payout amount to the payee, converted at the locked rate."""
+    p, x = t.programme_minor or 0, t.payout_minor or 0
+    commitment = ctx.books.open(commitment_account(t.programme_code, t.programme_currency)).id
+    if p:
+        ctx.books.post(pending_reserve(t), f"release:{_suffix(t)}", kind="release", cause=ctx.cause, actor=ctx.actor)
+    if not (p or x):
+        return
+    payable = ctx.books.open(payable_account(t.payee, t.payout_currency)).id
+    common = {"programme": t.programme_code, "case_id": t.case_id, "reference": t.reference,
+              "cause": ctx.cause, "actor": ctx.actor}
+    if t.payout_currency == t.programme_currency:
+        ctx.books.transfer(Transfer(f"owe:{t.reference}", commitment, payable, t.payout_currency, x, kind="owe",
+                                    **common))
+        return
+    fx_p = ctx.books.open(trading_account(t.programme_currency)).id
+    fx_x = ctx.books.open(trading_account(t.payout_currency)).id
+    conversion = {"conversion_id": t.reference, "rate": t.rate, "kind": "convert"}
+    ctx.books.transfer(Transfer(f"fx-out:{t.reference}", commitment, fx_p, t.programme_currency, p,
+                                **conversion, **common))
+    ctx.books.transfer(Transfer(f"fx-in:{t.reference}", fx_x, payable, t.payout_currency, x, **conversion, **common))
+
+
+def settle(ctx: MoneyContext, t: Tranche) -> None:
+    """The provider confirmed the payment: what was owed is paid."""
+    if not t.payout_minor:
+        return
+    payable = ctx.books.open(payable_account(t.payee, t.payout_currency)).id
+    paid = ctx.books.open(paid_account(t.payee, t.payout_currency)).id
+    ctx.books.transfer(Transfer(f"settle:{t.reference}", payable, paid,
+                                t.payout_currency, t.payout_minor, kind="settle", programme=t.programme_code,
+                                case_id=t.case_id, reference=t.reference, cause=ctx.cause, actor=ctx.actor))
+
+
+def give_back(ctx: MoneyContext, t: Tranche) -> None:
+    """Money released but not paid (a failed payment, a cancelled order) returns to the budget at the
+    rate it left with, so the programme gets back exactly what it reserved."""
+    p, x = t.programme_minor or 0, t.payout_minor or 0
+    if not (p or x):
+        return
+    returned = ctx.books.open(returned_account(t.programme_code, t.programme_currency)).id
+    payable = ctx.books.open(payable_account(t.payee, t.payout_currency)).id
+    common = {"programme": t.programme_code, "case_id": t.case_id, "reference": t.reference,
+              "cause": ctx.cause, "actor": ctx.actor}
+    if t.payout_currency == t.programme_currency:
+        ctx.books.transfer(Transfer(f"return-out:{t.reference}", payable, returned, t.payout_currency, x,
+                                    kind="return", **common))
+    else:
+        fx_p = ctx.books.open(trading_account(t.programme_currency)).id
+        fx_x = ctx.books.open(trading_account(t.payout_currency)).id
+        conversion = {"conversion_id": f"return:{t.reference}", "rate": t.rate, "kind": "convert"}
+        ctx.books.transfer(Transfer(f"return-fx-out:{t.reference}", payable, fx_x, t.payout_currency, x,
+                                    **conversion, **common))
+        ctx.books.transfer(Transfer(f"return-fx-in:{t.reference}", fx_p, returned, t.programme_currency, p,
+                                    **conversion, **common))
+    ctx.books.transfer(Transfer(f"return:{t.reference}", returned, f"budget:{t.programme_code}",
+                                t.programme_currency, p, kind="return", **common))
+
+
+def _fields(t: Transfer) -> dict:
+    return {name: getattr(t, name) for name in Transfer.__slots__}

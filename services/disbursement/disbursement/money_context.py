@@ -1,0 +1,41 @@
+"""The ledger side of one transaction: lock the budgets its cases may touch, read the rates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import asyncpg
+
+from disbursement import ledger_repository, rates_store
+from disbursement.domain.case import CaseLedger
+from disbursement.domain.grant_money import MoneyContext
+from disbursement.domain.ledger import budget_account
+
+
+def programmes_of(ledgers: Iterable[CaseLedger]) -> set[tuple[str, str]]:
+    """(programme, currency) of every grant and tranche of these cases."""
+    found = set()
+    for ledger in ledgers:
+        grant = ledger.facts.grant or {}
+        if grant.get("program_code") and grant.get("programme_currency"):
+            found.add((grant["program_code"], grant["programme_currency"]))
+        for tranche in ledger.tranches.values():
+            if tranche.programme_code and tranche.programme_currency:
+                found.add((tranche.programme_code, tranche.programme_currency))
+    return found
+
+
+async def money_context(conn: asyncpg.Connection, ledgers: Iterable[CaseLedger],
+                        more_programmes: Iterable[tuple[str, str]] = ()) -> MoneyContext:
+    """Lock (after the cases, in id order) the budgets of these cases' programmes and give every
+    ledger the same context."""
+    ledgers = list(ledgers)
+    programmes = programmes_of(ledgers) | set(more_programmes)
+    books = await ledger_repository.lock_accounts(conn, [budget_account(code, currency) for code, currency in programmes])
+    queued = await ledger_repository.programmes_with_holds(conn, [code for code, _ in programmes])
+    rates = await rates_store.load_rate_book(conn)
+    ctx = MoneyContext(books, rates, datetime.now(UTC).date(), queued)
+    for ledger in ledgers:
+        ledger.money = ctx
+    return ctx
