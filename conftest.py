@@ -48,15 +48,11 @@ def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
         postgres.stop()
 
 
-# A programme of its own for the budget tests, so that exhausting its budget on purpose leaves the
-# real programmes' budgets to every other test: MA-AVRR-2026's rules with a small budget.
-BUDGET_TEST_PROGRAMME = "MA-BUDGET-TEST"
-BUDGET_TEST_BUDGET = "20000.00"
-
-
 def programmes_with_test_budget(state_dir: Path) -> Path:
-    """The shipped programme file plus BUDGET_TEST_PROGRAMME (the shipped ones unchanged)."""
+    """The shipped programme file plus a programme of its own for the budget tests (tests/support.py),
+    so that exhausting its budget on purpose leaves the real programmes' budgets to every other test."""
     import yaml
+    from support import BUDGET_TEST_BUDGET, BUDGET_TEST_PROGRAMME
 
     shipped = Path(__file__).parent / "services" / "eligibility" / "eligibility" / "programmes.yaml"
     document = yaml.safe_load(shipped.read_text(encoding="utf-8"))

@@ -22,6 +22,10 @@ from reintegra_stack.demo.watch import PipelineWatcher
 
 Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
 
+# The session's stack also runs this programme (MA-AVRR-2026's rules, a small budget): see conftest.py.
+BUDGET_TEST_PROGRAMME = "MA-BUDGET-TEST"
+BUDGET_TEST_BUDGET = "20000.00"
+
 
 async def publish(bootstrap_servers: str, records: Iterable[Record], topic: str = UPSTREAM_CASE_EVENTS) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=5)

@@ -13,11 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import BUDGET_TEST_BUDGET, BUDGET_TEST_PROGRAMME
 from reintegra.contract import samples
 from reintegra.contract.upstream import CASE_REGISTERED, PLAN_APPROVED, RETURN_COMPLETED
 from reintegra.money import Money
-from support import publish, query, watch
+from support import BUDGET_TEST_BUDGET, BUDGET_TEST_PROGRAMME, publish, query, watch
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 READY_MARKER = "FastStream app started successfully"

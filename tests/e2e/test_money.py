@@ -146,7 +146,7 @@ async def test_a_withdrawal_returns_what_was_not_paid_to_the_budget(stack, run_i
         assert await watcher.wait_until(lambda: len(watcher.observed.statuses_of(case_id, "tranche.cancelled")) == 2, 60)
     finally:
         await watcher.stop()
-    kit_now, kit_later = (await tranche(stack.database_url, case_id, "c2", s) for s in (1, 2))
+    kit_now, kit_later = [await tranche(stack.database_url, case_id, "c2", s) for s in (1, 2)]
     transfers = await transfers_of(stack.database_url, case_id)
     # The ordered kit tranche went back at the rate it left with, and the planned one was released whole.
     assert transfers[f"return-fx-out:{kit_now['reference']}"]["amount_minor"] == kit_now["payout_minor"]

@@ -289,7 +289,7 @@ async def test_one_reviewer_approves_below_the_threshold_and_the_grant_is_paid(s
             watcher.observed.last_status)
     finally:
         await watcher.stop()
-    assert watcher.observed.paid() == {"EUR": "300.00"}
+    assert watcher.observed.paid() == {"XOF": "196787"}  # 300 EUR to a wallet in Côte d'Ivoire
     assert watcher.observed.status_counts[case_id]["eligibility.review_required"] == 1
 
     status, body, _ = await call(url, "POST", f"/v1/reviews/{case_id}/reject", people["reviewer_b"],
@@ -337,7 +337,7 @@ async def test_above_the_threshold_a_second_different_reviewer_confirms(stack, p
             watcher.observed.last_status)
     finally:
         await watcher.stop()
-    assert watcher.observed.paid() == {"EUR": "400.00"}
+    assert watcher.observed.paid() == {"XOF": "262383"}  # 400 EUR × 655.957 = 262,382.8
     assert watcher.observed.status_counts[case_id]["eligibility.approved"] == 1
 
 

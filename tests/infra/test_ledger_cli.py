@@ -10,6 +10,7 @@ works on a copy of it (CREATE DATABASE ... TEMPLATE), so one corruption never me
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pwd
@@ -143,8 +144,12 @@ async def template_db(infra) -> AsyncIterator[TemplateDatabase]:
             await build_valid_ledger(conn)
         finally:
             await conn.close()
+        # Nobody (autovacuum included) may be connected to a template while it is copied.
+        await admin(infra.database_url, f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
         yield TemplateDatabase(name, url, infra.database_url)
     finally:
+        with contextlib.suppress(asyncpg.PostgresError):  # when it was never made a template
+            await admin(infra.database_url, f'ALTER DATABASE "{name}" WITH IS_TEMPLATE false')
         await admin(infra.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -53,24 +53,29 @@ async def fund_held_grants(conn: asyncpg.Connection, programme: str) -> int:
             messages += drain(ledger, f"funded:{row['case_id']}:{row['queued_seq']}")
         if stale:
             await conn.execute("DELETE FROM budget_holds WHERE case_id = ANY($1::text[])", stale)
-        await repository.save_ledgers(conn, [ledger for ledger in ledgers.values() if ledger.changed])
+        # In queue order, so that the audit trail shows them funded in that order.
+        in_order = [ledgers[r["case_id"]] for r in queue if r["case_id"] in ledgers]
+        await repository.save_ledgers(conn, [ledger for ledger in in_order if ledger.changed])
         messages += await ledger_repository.apply(conn, ctx.books)
         await outbox.add(conn, messages)
         return funded
 
 
 async def release_waiting_for_rates(conn: asyncpg.Connection) -> int:
-    """Tranches waiting for a rate that finance has now loaded: priced, reserved or released."""
+    """Tranches waiting for a rate that finance has now loaded (priced, reserved or released), and due
+    tranches whose payout grew with a floating rate beyond their reserve (released once the budget has it)."""
     rows = await conn.fetch(
         """
-        SELECT case_id, currency, coalesce(payout_currency, programme_currency) AS target FROM tranches
-        WHERE hold_reason = 'exchange_rate_missing' LIMIT 2000
+        SELECT case_id, currency, coalesce(payout_currency, programme_currency) AS target, hold_reason
+        FROM tranches
+        WHERE hold_reason = 'exchange_rate_missing' OR (status = 'planned' AND hold_reason = 'budget_exhausted')
+        LIMIT 2000
         """)
     if not rows:
         return 0
     rates, today = await rates_store.load_rate_book(conn), datetime.now(UTC).date()
-    movable = sorted({r["case_id"] for r in rows
-                      if r["target"] and rates.rate(r["currency"].strip(), r["target"].strip(), today) is not None})
+    movable = sorted({r["case_id"] for r in rows if r["hold_reason"] == "budget_exhausted" or (
+        r["target"] and rates.rate(r["currency"].strip(), r["target"].strip(), today) is not None)})
     if not movable:
         return 0
     async with conn.transaction():

@@ -18,13 +18,13 @@ _TRANCHE_COLUMNS = (
     *_TRANCHE_KEY_COLUMNS, "modality", "category", "currency", "amount_minor",
     "release", "vendor_id", "status", "reference", "transfer_id", "failure_reason", "traceparent", "tracestate",
     "component_minor", "component_shares", "programme_code", "programme_currency", "programme_minor", "payout_currency", "payout_minor",
-    "rate", "rate_source", "rate_date", "payee", "hold_reason", "reserve_id",
+    "rate", "programme_rate", "rate_source", "rate_date", "payee", "hold_reason", "reserve_id",
 )
 _TRANCHE_TYPES = (
     "text", "text", "text", "int", "text", "text", "text", "bigint",
     "text", "text", "text", "text", "text", "text", "text", "text",
     "bigint", "text", "text", "text", "bigint", "text", "bigint",
-    "text", "text", "date", "text", "text", "text",
+    "text", "text", "text", "date", "text", "text", "text",
 )
 _CHAR_COLUMNS = ("currency", "programme_currency", "payout_currency")
 

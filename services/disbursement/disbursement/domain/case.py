@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from reintegra.money import Money
-
 from reintegra.contract.status import (
     CASE_REJECTED,
     GRANT_COMPLETED,
@@ -22,6 +20,7 @@ from reintegra.contract.status import (
     TRANCHE_RELEASED,
     event_refused,
 )
+from reintegra.money import Money
 
 from disbursement.domain import grant_money
 from disbursement.domain.currency import (
@@ -32,14 +31,13 @@ from disbursement.domain.currency import (
     payout_country,
 )
 from disbursement.domain.grant_money import MoneyContext
-
 from disbursement.domain.tranche import (
     CANCELLABLE,
     DONE,
     ON_APPROVAL,
+    UNRELEASED,
     Facts,
     Tranche,
-    UNRELEASED,
     TrancheKey,
     delivery_key,
     tranches_of_plan,
@@ -140,7 +138,7 @@ class CaseLedger:
             self.facts.grant["payout"] = plan["payout"]
         self.facts_changed = True
         reason = REMOVED_BY_REVISION if plan["plan_id"] == current_plan_id else REPLACED_BY_PLAN
-        was_held = any(t.status == "held" for t in self.tranches.values())
+        was_held = any(t.status == "held" and t.hold_reason == BUDGET_EXHAUSTED for t in self.tranches.values())
         revised = {t.key: t for t in tranches_of_plan(self.case_id, plan)}
         if self.money is not None and self._programme_code() and self.facts.grant.get("programme_currency"):
             self._price(list(revised.values()), plan)
@@ -495,8 +493,16 @@ class CaseLedger:
             tranche.payout_currency = currency  # the currency it waits for (no amount until a rate is locked)
             return self._wait(tranche, EXCHANGE_RATE_MISSING,
                               f"no rate from {tranche.currency} to {currency} is loaded for {self.money.today}")
-        tranche.payout_currency, tranche.payout_minor = currency, self._share_of(tranche, rate)
+        payout_minor = self._share_of(tranche, rate)
+        if tranche.programme_currency == currency and payout_minor > (tranche.programme_minor or 0):
+            extra = payout_minor - (tranche.programme_minor or 0)  # a floating rate moved since approval
+            if extra > grant_money.available(self.money, tranche.programme_code):
+                return self._wait(tranche, BUDGET_EXHAUSTED, f"paying it today takes {Money(extra, currency)} "
+                                  "more than was reserved, and the budget does not have it")
+        tranche.payout_currency, tranche.payout_minor = currency, payout_minor
         tranche.rate, tranche.rate_source = rate.text, rate.source
+        ledger_rate = self.money.rates.rate(tranche.programme_currency, currency, self.money.today)
+        tranche.programme_rate = ledger_rate.text if ledger_rate is not None else rate.text
         tranche.rate_date = rate.effective_date.isoformat() if rate.effective_date else self.money.today.isoformat()
         tranche.payee, tranche.hold_reason = payee, None
         return True

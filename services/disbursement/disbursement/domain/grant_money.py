@@ -111,23 +111,41 @@ def release(ctx: MoneyContext, t: Tranche) -> None:
     """Post the reserve and owe the payout amount to the payee, converted at the locked rate."""
     p, x = t.programme_minor or 0, t.payout_minor or 0
     commitment = ctx.books.open(commitment_account(t.programme_code, t.programme_currency)).id
+    common = {"programme": t.programme_code, "case_id": t.case_id, "reference": t.reference,
+              "cause": ctx.cause, "actor": ctx.actor}
+    same_currency = t.payout_currency == t.programme_currency
     if p:
-        ctx.books.post(pending_reserve(t), f"release:{_suffix(t)}", kind="release", cause=ctx.cause, actor=ctx.actor)
+        # Paid in the programme's own currency but converted from the plan's at today's rate, the
+        # payout may differ from what was reserved: post only what is paid (the rest goes back),
+        # or take the difference from the budget (the caller checked it is available).
+        posted = min(p, x) if same_currency else p
+        ctx.books.post(pending_reserve(t), f"release:{_suffix(t)}", posted, kind="release",
+                       cause=ctx.cause, actor=ctx.actor)
+    if same_currency and x > p:
+        ctx.books.transfer(Transfer(f"top-up:{t.reference}", f"budget:{t.programme_code}", commitment,
+                                    t.programme_currency, x - p, kind="release", **common))
+    if same_currency:
+        t.programme_minor = x  # what the budget was finally charged
     if not (p or x):
         return
     payable = ctx.books.open(payable_account(t.payee, t.payout_currency)).id
-    common = {"programme": t.programme_code, "case_id": t.case_id, "reference": t.reference,
-              "cause": ctx.cause, "actor": ctx.actor}
-    if t.payout_currency == t.programme_currency:
+    if same_currency:
         ctx.books.transfer(Transfer(f"owe:{t.reference}", commitment, payable, t.payout_currency, x, kind="owe",
                                     **common))
         return
     fx_p = ctx.books.open(trading_account(t.programme_currency)).id
     fx_x = ctx.books.open(trading_account(t.payout_currency)).id
-    conversion = {"conversion_id": t.reference, "rate": t.rate, "kind": "convert"}
+    conversion = {"conversion_id": t.reference, "rate": t.programme_rate or t.rate, "kind": "convert"}
     ctx.books.transfer(Transfer(f"fx-out:{t.reference}", commitment, fx_p, t.programme_currency, p,
                                 **conversion, **common))
     ctx.books.transfer(Transfer(f"fx-in:{t.reference}", fx_x, payable, t.payout_currency, x, **conversion, **common))
+
+
+def extra_needed(t: Tranche) -> int:
+    """What a release must take from the budget beyond the reserve (see `release`)."""
+    if t.payout_currency != t.programme_currency or t.payout_minor is None:
+        return 0
+    return max(t.payout_minor - (t.programme_minor or 0), 0)
 
 
 def settle(ctx: MoneyContext, t: Tranche) -> None:
@@ -157,7 +175,7 @@ def give_back(ctx: MoneyContext, t: Tranche) -> None:
     else:
         fx_p = ctx.books.open(trading_account(t.programme_currency)).id
         fx_x = ctx.books.open(trading_account(t.payout_currency)).id
-        conversion = {"conversion_id": f"return:{t.reference}", "rate": t.rate, "kind": "convert"}
+        conversion = {"conversion_id": f"return:{t.reference}", "rate": t.programme_rate or t.rate, "kind": "convert"}
         ctx.books.transfer(Transfer(f"return-fx-out:{t.reference}", payable, fx_x, t.payout_currency, x,
                                     **conversion, **common))
         ctx.books.transfer(Transfer(f"return-fx-in:{t.reference}", fx_p, returned, t.programme_currency, p,

@@ -62,7 +62,8 @@ class Tranche:
     # What is paid, in the payout country's currency, at the rate locked when it was released.
     payout_currency: str | None = None
     payout_minor: int | None = None
-    rate: str | None = None
+    rate: str | None = None  # payout units per unit of the plan's currency, as locked
+    programme_rate: str | None = None  # payout units per unit of the programme's (the ledger's conversion)
     rate_source: str | None = None
     rate_date: str | None = None
     payee: str | None = None  # the provider (cash) or vendor:<id> (in kind) the money is owed through

@@ -72,6 +72,7 @@ ALTER TABLE tranches
     ADD COLUMN payout_currency    char(3),
     ADD COLUMN payout_minor       bigint CHECK (payout_minor >= 0),
     ADD COLUMN rate               text,
+    ADD COLUMN programme_rate     text,
     ADD COLUMN rate_source        text,
     ADD COLUMN rate_date          date,
     ADD COLUMN payee              text,
