@@ -96,7 +96,11 @@ def test_an_approval_emits_the_status_the_grant_and_one_notice():
     assert down_type == GRANT_APPROVED
     assert grant == {"case_id": CASE, "program_code": MA, "plan": plan(), "programme_version": version,
                      "contact": {"phone": "+2250701020304", "preferred_language": "fr"},
-                     "programme_total": {"amount": "1500.00", "currency": "EUR"}}
+                     "programme_total": {"amount": "1500.00", "currency": "EUR"},
+                     # What disbursement needs for the money: the budget to open the programme with,
+                     # its currency, and where the person returned (the payout's country by default).
+                     "programme_currency": "EUR", "programme_budget": {"amount": "2000000.00", "currency": "EUR"},
+                     "country": "CI"}
     assert out.notices == [{"kind": "eligibility_approved", "case_id": CASE, "phone": "+2250701020304",
                             "language": "fr", "params": {"plan_total": {"amount": "1500.00", "currency": "EUR"}}}]
     [record] = out.decisions
