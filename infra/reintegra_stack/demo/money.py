@@ -58,17 +58,15 @@ async def print_money(console: Console, database_url: str) -> bool:
                      Money(entry["payable_minor"], cur).format_amount(), payees)
     console.print(paid)
 
-    budgets = Table(title="Budget used per programme")
-    for column in ("programme", "budget", "released", "returned", "reserved", "available", "held grants"):
-        budgets.add_column(column, justify="left" if column == "programme" else "right")
+    budgets = Table(title="Budget used per programme (amounts in the programme's currency)")
+    for column in ("programme", "cur.", "budget", "released", "returned", "reserved", "available", "held"):
+        budgets.add_column(column, justify="left" if column in ("programme", "cur.") else "right")
     for p in summary["programmes"]:
         cur = p["currency"]
-
-        def fmt(minor: int, cur: str = cur) -> str:
-            return f"{Money(minor, cur).format_amount()} {cur}"
-
-        budgets.add_row(p["programme"], fmt(p["funded_minor"]), fmt(p["moved_out_minor"]), fmt(p["returned_minor"]),
-                        fmt(p["reserved_minor"]), fmt(p["available_minor"]), str(p["held_grants"]))
+        amounts = (p["funded_minor"], p["moved_out_minor"], p["returned_minor"], p["reserved_minor"],
+                   p["available_minor"])
+        budgets.add_row(p["programme"], cur, *(Money(minor, cur).format_amount() for minor in amounts),
+                        str(p["held_grants"]))
     console.print(budgets)
     console.print("\n[bold]reintegra ledger check[/]")
     console.print(format_report(report), markup=False, highlight=False)
