@@ -25,6 +25,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from reintegra.relay import partition_for_key, send_as_record_batches
 from reintegra.topics import UPSTREAM_CASE_EVENTS
+from rich.console import Console
+from reintegra_stack.demo.money import load_demo_rates
 from reintegra_stack.demo.scenario import simple_cash_scenario
 from reintegra_stack.demo.watch import PipelineWatcher
 from reintegra_stack.supervisor import Stack, StackConfig
@@ -160,6 +162,8 @@ def main() -> None:
     stack = Stack(StackConfig(state_dir=state_dir, broker=args.broker, extra_env=env))
     try:
         stack.start()
+        # Finance's rates for the day, as in the demo: Guinean wallets are paid in GNF.
+        asyncio.run(load_demo_rates(stack.database_url, Console(quiet=True)))
         if args.warmup:
             print(f"stack up: broker {stack.broker.kind}; warming up with {args.warmup} cases...")
             asyncio.run(run(stack, scenario_of(args.warmup, args.sample_ratio), args.timeout, args.rate))

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from reintegra.contract import samples
 from reintegra.contract.upstream import (
     CASE_REGISTERED,
@@ -123,3 +131,57 @@ async def wait_for_sms(state_dir: Path, case_prefix: str, count: int, timeout_s:
         await asyncio.sleep(0.2)
         lines = sms_lines(state_dir, case_prefix)
     return lines
+
+
+@contextlib.contextmanager
+def second_instance(stack, service: str):
+    """Another process of `service` in the same consumer group, as a second replica would be."""
+    from reintegra_stack.supervisor import PROJECT_ROOT, READY_MARKER
+
+    log_file = stack.state_dir / "logs" / f"{service}-2.log"
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "faststream", "run", f"{service}.app:create_app", "--factory"],
+                                env=stack.env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while READY_MARKER not in log_file.read_text(errors="replace"):
+            assert proc.poll() is None and time.monotonic() < deadline, log_file.read_text(errors="replace")[-3000:]
+            time.sleep(0.3)
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+async def assignment_by_member(bootstrap_servers: str, group: str, topic: str) -> list[set[int]]:
+    """Partitions of `topic` that each member of the consumer group owns (empty while it rebalances)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        groups = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    members = []
+    for response in groups:
+        for described in response.groups:
+            state, group_members = described[2], described[5]
+            if state != "Stable":
+                return []
+            for member in group_members:
+                decoded = ConsumerProtocolMemberAssignment.decode(member[-1])
+                members.append({p for t, parts in decoded.assignment if t == topic for p in parts})
+    return members
+
+
+async def instances_sharing(bootstrap_servers: str, group: str, topic: str, count: int = 2,
+                            timeout_s: float = 60) -> list[set[int]]:
+    """Wait until `count` members of the group each own some of the topic's partitions."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        members = [m for m in await assignment_by_member(bootstrap_servers, group, topic) if m]
+        if len(members) == count:
+            return members
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{count} instances of {group} never shared the partitions of {topic}")

@@ -5,9 +5,7 @@ rest wait with a status upstream sees and are funded in approval order when fina
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,33 +14,21 @@ from pathlib import Path
 from reintegra.contract import samples
 from reintegra.contract.upstream import CASE_REGISTERED, PLAN_APPROVED, RETURN_COMPLETED
 from reintegra.money import Money
-from support import BUDGET_TEST_BUDGET, BUDGET_TEST_PROGRAMME, publish, query, watch
+from reintegra.topics import ELIGIBILITY_CASE_EVENTS
+from support import (
+    BUDGET_TEST_BUDGET,
+    BUDGET_TEST_PROGRAMME,
+    instances_sharing,
+    publish,
+    query,
+    second_instance,
+    watch,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-READY_MARKER = "FastStream app started successfully"
 GRANT = Money.parse("200.00", "EUR")  # 131,191 XOF to a wallet in Côte d'Ivoire
 N_CASES = 240
 FITS = Money.parse(BUDGET_TEST_BUDGET, "EUR").minor // GRANT.minor  # 100
-
-
-@contextlib.contextmanager
-def second_disbursement_instance(stack):
-    """Another disbursement process in the same consumer group, as a second replica would be."""
-    log_file = stack.state_dir / "logs" / "disbursement-2.log"
-    with open(log_file, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "faststream", "run", "disbursement.app:create_app", "--factory"],
-                                env=stack.env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        while READY_MARKER not in log_file.read_text(errors="replace"):
-            assert proc.poll() is None and time.monotonic() < deadline, log_file.read_text(errors="replace")[-3000:]
-            time.sleep(0.3)
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
 
 
 def grant_records(case_id: str) -> list:
@@ -88,7 +74,9 @@ async def wait_for(predicate, timeout_s: float, what: str):
 
 async def test_a_budget_that_covers_only_some_grants_holds_the_rest_and_funds_them_in_order(stack, run_id):
     case_ids = [f"BUD-{run_id}-{n:03d}" for n in range(N_CASES)]
-    with second_disbursement_instance(stack):
+    with second_instance(stack, "disbursement"):
+        # Two instances, each owning some of eligibility's partitions (where the grants come from).
+        await instances_sharing(stack.bootstrap_servers, "reintegra-disbursement", ELIGIBILITY_CASE_EVENTS)
         watcher = await watch(stack.bootstrap_servers, f"BUD-{run_id}", {c: "grant.completed" for c in case_ids})
         try:
             records = [r for c in case_ids for r in grant_records(c)]

@@ -3,16 +3,6 @@ cannot overpay, answers for events the case can no longer take."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import signal
-import subprocess
-import sys
-import time
-
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from reintegra.contract import samples
 from reintegra.contract.upstream import (
     CASE_REGISTERED,
@@ -23,60 +13,17 @@ from reintegra.contract.upstream import (
 )
 from reintegra.relay import partition_for_key
 from reintegra.topics import INTAKE_CASE_EVENTS
-from reintegra_stack.supervisor import PROJECT_ROOT, READY_MARKER
-from support import publish, watch
+from support import instances_sharing, publish, second_instance, watch
 
 GROUP = "reintegra-eligibility"
 
 
-@contextlib.contextmanager
 def second_eligibility_instance(stack):
-    """Another eligibility process in the same consumer group, as a second replica would be."""
-    log_file = stack.state_dir / "logs" / "eligibility-2.log"
-    with open(log_file, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "faststream", "run", "eligibility.app:create_app", "--factory"],
-                                env=stack.env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        while READY_MARKER not in log_file.read_text(errors="replace"):
-            assert proc.poll() is None and time.monotonic() < deadline, log_file.read_text(errors="replace")[-3000:]
-            time.sleep(0.3)
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-
-
-async def assignment_by_member(bootstrap_servers: str) -> list[set[int]]:
-    """Partitions of the intake topic that each eligibility instance owns."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
-        groups = await admin.describe_consumer_groups([GROUP])
-    finally:
-        await admin.close()
-    members = []
-    for response in groups:
-        for group in response.groups:
-            state, group_members = group[2], group[5]
-            if state != "Stable":
-                return []
-            for member in group_members:
-                decoded = ConsumerProtocolMemberAssignment.decode(member[-1])
-                members.append({p for topic, parts in decoded.assignment if topic == INTAKE_CASE_EVENTS for p in parts})
-    return members
+    return second_instance(stack, "eligibility")
 
 
 async def two_instances_owning(bootstrap_servers: str, timeout_s: float = 60) -> list[set[int]]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        members = [m for m in await assignment_by_member(bootstrap_servers) if m]
-        if len(members) == 2:
-            return members
-        await asyncio.sleep(0.5)
-    raise AssertionError("the two eligibility instances never shared the intake topic's partitions")
+    return await instances_sharing(bootstrap_servers, GROUP, INTAKE_CASE_EVENTS, 2, timeout_s)
 
 
 def case_id_on(partitions: set[int], prefix: str, start: int) -> tuple[str, int]:

@@ -68,7 +68,8 @@ async def release_waiting_for_rates(conn: asyncpg.Connection) -> int:
         """
         SELECT case_id, currency, coalesce(payout_currency, programme_currency) AS target, hold_reason
         FROM tranches
-        WHERE hold_reason = 'exchange_rate_missing' OR (status = 'planned' AND hold_reason = 'budget_exhausted')
+        WHERE hold_reason IS NOT NULL
+          AND (hold_reason = 'exchange_rate_missing' OR (status = 'planned' AND hold_reason = 'budget_exhausted'))
         LIMIT 2000
         """)
     if not rows:

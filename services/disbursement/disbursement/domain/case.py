@@ -216,6 +216,8 @@ class CaseLedger:
         if data.get("contact"):
             self.facts.grant["contact"] = data["contact"]
         self.facts_changed = True
+        if data.get("payout") and self.plan_id is not None:
+            self._release_due()  # a tranche waiting for a payout currency may now have one
 
     # --- results from the payment provider -----------------------------------------------
     def payment_sent(self, key: TrancheKey, transfer_id: str | None) -> None:
@@ -521,6 +523,8 @@ class CaseLedger:
     def _move(self, tranche: Tranche, status: str, reason: str | None = None) -> None:
         self.transitions.append((tranche.key, tranche.status, status, reason, self.cause, self.actor))
         tranche.status = status
+        if status not in UNRELEASED:
+            tranche.hold_reason = None  # released or cancelled: it waits for nothing any more
         self.changed.add(tranche.key)
 
     def _tranche_data(self, tranche: Tranche, status: str) -> dict[str, Any]:

@@ -88,7 +88,8 @@ ALTER TABLE tranches
 UPDATE tranches SET payout_currency = currency, payout_minor = amount_minor, rate = '1', rate_source = 'same_currency'
 WHERE status NOT IN ('planned', 'cancelled');
 
-CREATE INDEX tranches_waiting_for_rate ON tranches (payout_currency) WHERE hold_reason = 'exchange_rate_missing';
+-- Tranches waiting for something (a rate, budget): the background waiter looks at these every second.
+CREATE INDEX tranches_waiting ON tranches (case_id) WHERE hold_reason IS NOT NULL;
 
 -- Every tranche transition: when, from what to what, why (the event or command id) and by whom.
 CREATE TABLE tranche_transitions (
