@@ -25,11 +25,11 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from reintegra.relay import partition_for_key, send_as_record_batches
 from reintegra.topics import UPSTREAM_CASE_EVENTS
-from rich.console import Console
 from reintegra_stack.demo.money import load_demo_rates
 from reintegra_stack.demo.scenario import simple_cash_scenario
 from reintegra_stack.demo.watch import PipelineWatcher
 from reintegra_stack.supervisor import Stack, StackConfig
+from rich.console import Console
 
 
 def cpu_seconds_by_component(stack: Stack) -> dict[str, float]:
