@@ -3,7 +3,8 @@
 Lock order, the same for every writer so that concurrent transactions cannot deadlock: the
 cases' rows (case_id order), then accounts in id order. Budget accounts ("budget:...") sort
 before every other kind, so locking them early (to check limits) and the rest at the end keeps
-one global order.
+one global order. Account rows are locked FOR NO KEY UPDATE, which does not conflict with the
+share locks other transactions' foreign keys take when they insert transfers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from disbursement.domain.ledger import Account, Balance, Books, Transfer
 
 SOURCE = "urn:reintegra:disbursement:ledger"
 POSTINGS_EVENT = "reintegra.ledger.postings.v1"
+POSTINGS_PER_EVENT = 250
 
 _TRANSFER_COLUMNS = ("id", "debit_account", "credit_account", "currency", "amount_minor", "phase", "pending_id",
                      "kind", "programme", "case_id", "reference", "conversion_id", "rate", "cause", "actor")
@@ -71,7 +73,7 @@ async def lock_accounts(conn: asyncpg.Connection, accounts: Iterable[Account], b
         """
         SELECT id, currency, kind, programme, debits_must_not_exceed_credits AS limited,
                debits_pending, debits_posted, credits_pending, credits_posted
-        FROM ledger_accounts WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
+        FROM ledger_accounts WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE
         """,
         sorted(accounts),
     )
@@ -93,6 +95,12 @@ async def apply(conn: asyncpg.Connection, books: Books) -> list[OutboxMessage]:
     if not books.transfers:
         return []
     await _insert_accounts(conn, (books.accounts[a] for a in books.opened))
+    # Every account this transaction touches, locked in id order before anything else: inserting the
+    # transfers then only takes the foreign keys' share locks on rows already held. (NO KEY UPDATE:
+    # it does not conflict with other transactions' foreign-key checks, which FOR UPDATE would.)
+    touched = sorted({account for t in books.transfers for account in (t.debit, t.credit)})
+    await conn.execute("SELECT 1 FROM ledger_accounts WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE",
+                       touched)
     inserted = await _insert_transfers(conn, books.transfers)
     postings = [p for p in books.postings if p.transfer_id in inserted]
     changes: dict[str, Balance] = {}
@@ -109,8 +117,8 @@ async def apply(conn: asyncpg.Connection, books: Books) -> list[OutboxMessage]:
     counts = {a: 0 for a in ids}
     for p in postings:
         counts[p.account] += 1
-    # Rows locked in id order first: an UPDATE ... FROM would lock them in whatever order its join runs.
-    await conn.execute("SELECT 1 FROM ledger_accounts WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", ids)
+    # (Rows already locked in id order above: an UPDATE ... FROM alone would lock them in whatever
+    # order its join runs.)
     rows = await conn.fetch(
         """
         UPDATE ledger_accounts a SET
@@ -142,15 +150,17 @@ async def apply(conn: asyncpg.Connection, books: Books) -> list[OutboxMessage]:
         by_account.setdefault(p.account, []).append(entry)
     messages = []
     for account_id in ids:
-        entries = by_account.get(account_id)
-        if not entries:
-            continue
+        entries = by_account.get(account_id) or []
         account = books.accounts[account_id]
-        data = {"account": account_id, "kind": account.kind, "currency": account.currency,
-                "programme": account.programme, "postings": entries}
-        event = new_event(POSTINGS_EVENT, SOURCE, account_id, data,
-                          event_id=derived_id("ledger", account_id, str(entries[0]["seq"])))
-        messages.append(cloud_event_message(LEDGER_POSTINGS, event))
+        # A batch can post thousands of times to one account: a few hundred postings per event keeps
+        # every event far below the broker's message size limit.
+        for first in range(0, len(entries), POSTINGS_PER_EVENT):
+            chunk = entries[first:first + POSTINGS_PER_EVENT]
+            data = {"account": account_id, "kind": account.kind, "currency": account.currency,
+                    "programme": account.programme, "postings": chunk}
+            event = new_event(POSTINGS_EVENT, SOURCE, account_id, data,
+                              event_id=derived_id("ledger", account_id, str(chunk[0]["seq"])))
+            messages.append(cloud_event_message(LEDGER_POSTINGS, event))
     return messages
 
 

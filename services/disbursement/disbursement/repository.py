@@ -83,8 +83,8 @@ async def save_ledgers(conn: asyncpg.Connection, ledgers: Iterable[CaseLedger]) 
             """,
             *columns,
         )
-    await _save_transitions(conn, ledgers)
     await _save_budget_holds(conn, ledgers)
+    await _save_transitions(conn, ledgers)
 
 
 async def _save_transitions(conn: asyncpg.Connection, ledgers: list[CaseLedger]) -> None:
@@ -110,7 +110,9 @@ async def _save_transitions(conn: asyncpg.Connection, ledgers: list[CaseLedger])
 
 async def _save_budget_holds(conn: asyncpg.Connection, ledgers: list[CaseLedger]) -> None:
     """One queue row per grant waiting for budget; a grant keeps its place when its amount changes."""
-    touched = [ledger for ledger in ledgers if ledger.changed]
+    # Only grants whose tranches were or became held: most batches touch none.
+    touched = [ledger for ledger in ledgers
+               if any("held" in (before, after) for _key, before, after, *_ in ledger.transitions)]
     held = [(ledger.case_id, *hold) for ledger in sorted(touched, key=lambda ledger: ledger.hold_order)
             if (hold := ledger.budget_hold()) is not None]
     released = [ledger.case_id for ledger in touched if ledger.budget_hold() is None]
@@ -133,18 +135,19 @@ async def _save_budget_holds(conn: asyncpg.Connection, ledgers: list[CaseLedger]
 
 async def claim_payments_to_send(conn: asyncpg.Connection, limit: int, resend_after_s: float) -> list[asyncpg.Record]:
     """Released cash tranches, plus 'sending' ones whose outcome was never recorded (a crash between
-    the provider call and our commit): sending again is safe, the reference is idempotent."""
-    return await conn.fetch(
+    the provider call and our commit): sending again is safe, the reference is idempotent. Each claim
+    is a transition, audited like the others."""
+    rows = await conn.fetch(
         """
         UPDATE tranches t SET status = 'sending', next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
         FROM (
-            SELECT case_id, plan_id, component_id, seq FROM tranches
+            SELECT case_id, plan_id, component_id, seq, status AS previous_status FROM tranches
             WHERE status IN ('released', 'sending') AND modality = 'cash' AND next_attempt_at <= now()
             ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
         ) due, case_facts f
         WHERE t.case_id = due.case_id AND t.plan_id = due.plan_id AND t.component_id = due.component_id
           AND t.seq = due.seq AND f.case_id = t.case_id
-        RETURNING t.case_id, t.plan_id, t.component_id, t.seq, t.reference,
+        RETURNING t.case_id, t.plan_id, t.component_id, t.seq, t.reference, due.previous_status,
                   coalesce(t.payout_minor, t.amount_minor) AS amount_minor,
                   coalesce(t.payout_currency, t.currency) AS currency,
                   t.traceparent, t.tracestate, f.facts -> 'grant' -> 'payout' AS payout
@@ -152,6 +155,21 @@ async def claim_payments_to_send(conn: asyncpg.Connection, limit: int, resend_af
         limit,
         resend_after_s,
     )
+    if rows:
+        await conn.execute(
+            """
+            INSERT INTO tranche_transitions (case_id, plan_id, component_id, seq, from_status, to_status, reason,
+                                             cause, actor)
+            SELECT case_id, plan_id, component_id, seq, previous_status, 'sending',
+                   CASE WHEN previous_status = 'sending' THEN 'outcome_unknown_sent_again' END,
+                   'send:' || reference, 'disbursement'
+            FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[])
+                 AS c(case_id, plan_id, component_id, seq, previous_status, reference)
+            """,
+            [r["case_id"] for r in rows], [r["plan_id"] for r in rows], [r["component_id"] for r in rows],
+            [r["seq"] for r in rows], [r["previous_status"] for r in rows], [r["reference"] for r in rows],
+        )
+    return rows
 
 
 async def tranche_keys_by_reference(

@@ -210,7 +210,7 @@ async def test_concurrent_reserves_never_take_the_budget_below_zero(db, conn):
 
 
 # --- 2. no deadlocks, whatever order the accounts come in ----------------------------------
-BUDGETS = [f"DL-{c}" for c in "ABCD"]
+BUDGETS = [f"DL-{c}" for c in "ABCDEF"]
 POOL = "DL-POOL"
 UNLIMITED = [commitment_account(POOL, EUR), trading_account(EUR), trading_account(XOF),
              payable_account("x", XOF), paid_account("x", XOF)]
@@ -283,6 +283,71 @@ async def test_overlapping_transactions_in_any_order_do_not_deadlock(db, conn, u
     await assert_ledger_consistent(conn)
     assert not deadlocks, f"{len(deadlocks)} of 30 transactions aborted by a deadlock: {sorted(deadlocks)}"
     assert await conn.fetchval("SELECT count(*) FROM ledger_transfers") == len(BUDGETS) + 30 * 8
+
+
+class MeetAfterWritingTransfers:
+    """A connection that, once its transaction has written its transfers, waits a moment for the other
+    transaction to have written its own: the race above, made certain (else a matter of timing)."""
+
+    def __init__(self, conn: asyncpg.Connection, arrived: list[str], both: asyncio.Event) -> None:
+        self._conn, self._arrived, self._both, self._met = conn, arrived, both, False
+
+    def __getattr__(self, name: str):
+        return getattr(self._conn, name)
+
+    async def _after(self, query: str) -> None:
+        if not self._met and "INSERT INTO ledger_transfers" in query:
+            self._met = True
+            self._arrived.append(query)
+            if len(self._arrived) == 2:
+                self._both.set()
+            try:  # the other may be waiting for this one's locks: go on after a moment anyway
+                await asyncio.wait_for(self._both.wait(), timeout=0.5)
+            except TimeoutError:
+                pass
+
+    async def fetch(self, query: str, *args, **kwargs):
+        rows = await self._conn.fetch(query, *args, **kwargs)
+        await self._after(query)
+        return rows
+
+    async def execute(self, query: str, *args, **kwargs):
+        status = await self._conn.execute(query, *args, **kwargs)
+        await self._after(query)
+        return status
+
+
+async def test_two_transactions_without_a_budget_in_common_writing_at_once_do_not_deadlock(db, conn):
+    """Two grants of different programmes reserved and released at the same moment: each transaction
+    locks its own budget only and opens the shared commitment and payable accounts."""
+    commitment, payable = commitment_account(POOL, EUR), payable_account("x", EUR)
+    for programme in ("RACE-A", "RACE-B"):
+        await fund(conn, programme, 1_000)
+    async with conn.transaction():  # the shared accounts exist already (else the first to open them goes first)
+        await lock_accounts(conn, [commitment, payable])
+    connections = [await connect(db) for _ in range(2)]
+    arrived: list[str] = []
+    both = asyncio.Event()
+
+    async def reserve_and_release(programme: str, c: asyncpg.Connection) -> None:
+        budget = budget_account(programme, EUR)
+        async with c.transaction():
+            books = await lock_accounts(c, [budget])
+            books.open(commitment)
+            books.open(payable)
+            books.transfer(Transfer(f"reserve:{programme}", budget.id, commitment.id, EUR, 100, PENDING, kind="reserve"))
+            books.transfer(Transfer(f"owe:{programme}", commitment.id, payable.id, EUR, 40, kind="owe"))
+            await outbox.add(c, await apply(MeetAfterWritingTransfers(c, arrived, both), books))
+
+    try:
+        outcomes = await asyncio.wait_for(asyncio.gather(
+            reserve_and_release("RACE-A", connections[0]), reserve_and_release("RACE-B", connections[1]),
+            return_exceptions=True), timeout=20)
+    finally:
+        await asyncio.gather(*(c.close() for c in connections))
+    await assert_ledger_consistent(conn)
+    assert outcomes == [None, None], f"refused: {[repr(o) for o in outcomes if o is not None]}"
+    assert sums((await accounts(conn))[commitment.id]) == (0, 80, 200, 0)
 
 
 # --- 3. idempotency across transactions -----------------------------------------------------

@@ -403,6 +403,12 @@ class CaseLedger:
         programme, currency = self._programme_code(), self.facts.grant["programme_currency"]
         by_key = {t.key: t for t in tranches}
         for component in plan["components"]:
+            if component["amount"]["currency"] == currency:  # the common case: nothing to convert
+                for tranche in tranches:
+                    if tranche.component_id == component["component_id"]:
+                        tranche.programme_code, tranche.programme_currency = programme, currency
+                        tranche.programme_minor = tranche.amount_minor
+                continue
             rate = self.money.rates.rate(component["amount"]["currency"], currency, self.money.today)
             amounts = converted_tranches(component, rate) if rate is not None else []
             for seq in {int(t["seq"]) for t in component["tranches"]}:
@@ -425,6 +431,8 @@ class CaseLedger:
     def _share_of(self, tranche: Tranche, rate) -> int:
         """The tranche's part of its component converted whole, so a component's tranches sum exactly
         to its converted amount (a tranche cut before components were kept is converted alone)."""
+        if rate.from_currency == rate.to_currency:
+            return tranche.amount_minor
         component = tranche.component()
         if component is None:
             return convert(tranche.money(), rate).minor

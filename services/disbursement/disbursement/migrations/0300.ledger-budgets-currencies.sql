@@ -30,7 +30,7 @@ CREATE TABLE ledger_accounts (
 -- the pending amount, the rest released) or `void_pending` resolves it, exactly once.
 CREATE TABLE ledger_transfers (
     id              text        PRIMARY KEY,
-    seq             bigserial   UNIQUE,
+    seq             bigserial   UNIQUE,  -- the order transfers were recorded in
     debit_account   text        NOT NULL REFERENCES ledger_accounts (id),
     credit_account  text        NOT NULL REFERENCES ledger_accounts (id),
     currency        char(3)     NOT NULL,
