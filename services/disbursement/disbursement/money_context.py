@@ -9,8 +9,9 @@ import asyncpg
 
 from disbursement import ledger_repository, rates_store
 from disbursement.domain.case import CaseLedger
+from disbursement.domain.currency import RateBook
 from disbursement.domain.grant_money import MoneyContext
-from disbursement.domain.ledger import budget_account
+from disbursement.domain.ledger import Books, budget_account
 
 
 def programmes_of(ledgers: Iterable[CaseLedger]) -> set[tuple[str, str]]:
@@ -27,15 +28,20 @@ def programmes_of(ledgers: Iterable[CaseLedger]) -> set[tuple[str, str]]:
 
 
 async def money_context(conn: asyncpg.Connection, ledgers: Iterable[CaseLedger],
-                        more_programmes: Iterable[tuple[str, str]] = ()) -> MoneyContext:
+                        more_programmes: Iterable[tuple[str, str]] = (), *, budgets: bool = True,
+                        rates: bool = True) -> MoneyContext:
     """Lock (after the cases, in id order) the budgets of these cases' programmes and give every
-    ledger the same context."""
+    ledger the same context. Recording what a provider did needs neither budgets (unless money
+    comes back) nor rates (nothing is released): `budgets=False`, `rates=False` save the queries."""
     ledgers = list(ledgers)
     programmes = programmes_of(ledgers) | set(more_programmes)
-    books = await ledger_repository.lock_accounts(conn, [budget_account(code, currency) for code, currency in programmes])
-    queued = await ledger_repository.programmes_with_holds(conn, [code for code, _ in programmes])
-    rates = await rates_store.load_rate_book(conn)
-    ctx = MoneyContext(books, rates, datetime.now(UTC).date(), queued)
+    books, queued = Books(), set()
+    if budgets:
+        books = await ledger_repository.lock_accounts(
+            conn, [budget_account(code, currency) for code, currency in programmes])
+        queued = await ledger_repository.programmes_with_holds(conn, [code for code, _ in programmes])
+    rate_book = await rates_store.load_rate_book(conn) if rates else RateBook()
+    ctx = MoneyContext(books, rate_book, datetime.now(UTC).date(), queued)
     for ledger in ledgers:
         ledger.money = ctx
     return ctx

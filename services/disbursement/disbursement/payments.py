@@ -57,7 +57,9 @@ async def send_payments(runtime: ServiceRuntime, client: ProviderClient) -> int:
     by_reference = {o.reference: o for o in outcomes}
     async with runtime.db.acquire() as conn, conn.transaction():
         ledgers = await repository.load_ledgers(conn, {r["case_id"] for r in claimed})
-        ctx = await money_context(conn, ledgers.values())
+        # Budgets are locked only when a payment failed (its money goes back to the budget).
+        failing = any(not o.accepted and (o.permanent or o.error == "idempotency_conflict") for o in outcomes)
+        ctx = await money_context(conn, ledgers.values(), budgets=failing, rates=False)
         messages = []
         for row in claimed:
             outcome = by_reference.get(row["reference"])
@@ -91,7 +93,8 @@ async def apply_settlements(runtime: ServiceRuntime, client: ProviderClient) -> 
             return 0
         keys = await repository.tranche_keys_by_reference(conn, [s.reference for s in settlements])
         ledgers = await repository.load_ledgers(conn, {case_id for case_id, _ in keys.values()})
-        ctx = await money_context(conn, ledgers.values())
+        failing = any(s.status != "settled" for s in settlements)
+        ctx = await money_context(conn, ledgers.values(), budgets=failing, rates=False)
         messages = []
         for settlement in settlements:
             found = keys.get(settlement.reference)
