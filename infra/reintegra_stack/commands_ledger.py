@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from reintegra_stack.commands_users import EXIT_FAILED, EXIT_REFUSED, cli_actor
+from reintegra_stack.cli_database import cli_actor, refuse, run_on_database
 
 T = TypeVar("T")
 
@@ -39,45 +39,16 @@ budget_app = typer.Typer(
 
 
 def _refuse(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(EXIT_REFUSED)
+    return refuse(message)
 
 
 def _with_disbursement(work: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``work(conn)`` on schema disbursement (search_path), migrations applied; refusals exit 2."""
-    import asyncio
-    from pathlib import Path
-
-    import asyncpg
-    import disbursement
     from disbursement.budget_admin import BudgetRefused
-    from reintegra.auth import apply_auth_migrations
-    from reintegra.db import apply_migrations
+    from disbursement.schema import SCHEMA, bring_up_to_date
 
-    from reintegra_stack.database import DatabaseNotFound, resolve_database_url
-
-    try:
-        database_url = resolve_database_url()
-    except DatabaseNotFound as exc:
-        raise _refuse(str(exc)) from None
-
-    async def run() -> T:
-        await asyncio.to_thread(apply_migrations, database_url, "disbursement",
-                                Path(disbursement.__file__).parent / "migrations")
-        await apply_auth_migrations(database_url)
-        conn = await asyncpg.connect(database_url, timeout=10, server_settings={"search_path": "disbursement"})
-        try:
-            return await work(conn)
-        finally:
-            await conn.close()
-
-    try:
-        return asyncio.run(run())
-    except BudgetRefused as exc:
-        raise _refuse(exc.message) from None
-    except Exception as exc:  # noqa: BLE001 - reported plainly, without a traceback
-        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_FAILED) from None
+    return run_on_database(work, prepare=bring_up_to_date, search_path=SCHEMA,
+                           refusals={BudgetRefused: lambda exc: [exc.message]})
 
 
 # --------------------------------------------------------------------------- ledger

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from reintegra_stack.commands_users import EXIT_FAILED, EXIT_REFUSED, cli_actor
+from reintegra_stack.cli_database import cli_actor, refuse, run_on_database
 
 T = TypeVar("T")
 
@@ -44,45 +44,16 @@ rates_app = typer.Typer(
 
 
 def _refuse(*problems: str) -> typer.Exit:
-    for problem in problems:
-        typer.echo(f"error: {problem}", err=True)
-    return typer.Exit(EXIT_REFUSED)
+    return refuse(*problems)
 
 
 def _with_database(work: Callable[[Any], Awaitable[T]], problems_so_far: list[str] | None = None) -> T:
     """Run ``work(conn)`` with the disbursement and auth schemas up to date; refusals become exit 2."""
-    import asyncio
-
-    import asyncpg
-    import disbursement
     from disbursement.rates_store import RatesRefused
-    from reintegra.auth import apply_auth_migrations
-    from reintegra.db import apply_migrations
+    from disbursement.schema import bring_up_to_date
 
-    from reintegra_stack.database import DatabaseNotFound, resolve_database_url
-
-    try:
-        database_url = resolve_database_url()
-    except DatabaseNotFound as exc:
-        raise _refuse(*(problems_so_far or []), str(exc)) from None
-
-    async def run() -> T:
-        await asyncio.to_thread(apply_migrations, database_url, "disbursement",
-                                Path(disbursement.__file__).parent / "migrations")
-        await apply_auth_migrations(database_url)
-        conn = await asyncpg.connect(database_url, timeout=10)
-        try:
-            return await work(conn)
-        finally:
-            await conn.close()
-
-    try:
-        return asyncio.run(run())
-    except RatesRefused as exc:
-        raise _refuse(*exc.problems) from None
-    except Exception as exc:  # noqa: BLE001 - reported plainly, without a traceback
-        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_FAILED) from None
+    return run_on_database(work, prepare=bring_up_to_date, problems_so_far=problems_so_far,
+                           refusals={RatesRefused: lambda exc: list(exc.problems)})
 
 
 def _parse_per_eur(text: str) -> Decimal | None:

@@ -24,10 +24,9 @@ from typing import Any, TypeVar
 
 import typer
 
-T = TypeVar("T")
+from reintegra_stack.cli_database import cli_actor, refuse, run_on_database
 
-EXIT_REFUSED = 2  # bad input, refused change, or no database to talk to
-EXIT_FAILED = 1  # anything unexpected (database unreachable, ...)
+T = TypeVar("T")
 
 users_app = typer.Typer(
     name="users",
@@ -36,51 +35,15 @@ users_app = typer.Typer(
 )
 
 
-def cli_actor() -> str:
-    """``cli:<effective OS user>``, read from the uid rather than $USER, which anyone can set."""
-    import os
-    import pwd
-
-    try:
-        return f"cli:{pwd.getpwuid(os.geteuid()).pw_name}"
-    except KeyError:
-        return f"cli:uid-{os.geteuid()}"
-
-
 def _refuse(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(EXIT_REFUSED)
+    return refuse(message)
 
 
 def _with_database(work: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``work(conn)`` on the auth database, its migrations applied; refusals become exit 2."""
-    import asyncio
-
-    import asyncpg
     from reintegra.auth import AuthError, apply_auth_migrations
 
-    from reintegra_stack.database import DatabaseNotFound, resolve_database_url
-
-    try:
-        database_url = resolve_database_url()
-    except DatabaseNotFound as exc:
-        raise _refuse(str(exc)) from None
-
-    async def run() -> T:
-        await apply_auth_migrations(database_url)
-        conn = await asyncpg.connect(database_url, timeout=10)
-        try:
-            return await work(conn)
-        finally:
-            await conn.close()
-
-    try:
-        return asyncio.run(run())
-    except AuthError as exc:
-        raise _refuse(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - reported plainly, without a traceback
-        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(EXIT_FAILED) from None
+    return run_on_database(work, prepare=apply_auth_migrations, refusals={AuthError: lambda exc: [str(exc)]})
 
 
 async def _audited(conn, action: str, detail: dict[str, Any], change: Callable[[], Awaitable[T]],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import asyncpg
 from reintegra.money import Money
@@ -18,14 +17,11 @@ DEMO_RATES = {"GNF": Decimal("10250.50")}
 
 
 async def load_demo_rates(database_url: str, console: Console) -> None:
-    import disbursement
     from disbursement.domain.currency import LoadedRate
     from disbursement.rates_store import add_rates
-    from reintegra.auth import apply_auth_migrations
-    from reintegra.db import apply_migrations_async
+    from disbursement.schema import bring_up_to_date
 
-    await apply_migrations_async(database_url, "disbursement", Path(disbursement.__file__).parent / "migrations")
-    await apply_auth_migrations(database_url)
+    await bring_up_to_date(database_url)
     today = datetime.now(UTC).date()
     rates = [LoadedRate(currency, today, per_eur, "demo fixing") for currency, per_eur in DEMO_RATES.items()]
     conn = await asyncpg.connect(database_url)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from faststream import FastStream
 from reintegra.service import ServiceBuilder
 from reintegra.topics import ELIGIBILITY_CASE_EVENTS
@@ -11,10 +9,11 @@ from reintegra.topics import ELIGIBILITY_CASE_EVENTS
 from disbursement.funding import run_budget_waiter
 from disbursement.handlers import handle_eligibility_batch
 from disbursement.payments import run_payment_dispatcher, run_settlement_poller
+from disbursement.schema import MIGRATIONS, SCHEMA
 
 
 def create_app() -> FastStream:
-    builder = ServiceBuilder("disbursement", schema="disbursement", migrations=Path(__file__).parent / "migrations")
+    builder = ServiceBuilder("disbursement", schema=SCHEMA, migrations=MIGRATIONS)
     builder.consume(
         ELIGIBILITY_CASE_EVENTS,
         handle_eligibility_batch,

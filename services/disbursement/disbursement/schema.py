@@ -1,0 +1,17 @@
+"""Disbursement's schema, for what runs outside the service (finance's CLI, the demo)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SCHEMA = "disbursement"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def bring_up_to_date(database_url: str) -> None:
+    """Disbursement's schema and the audit trail (auth) it writes to, created or migrated."""
+    from reintegra.auth import apply_auth_migrations
+    from reintegra.db import apply_migrations_async
+
+    await apply_migrations_async(database_url, SCHEMA, MIGRATIONS)
+    await apply_auth_migrations(database_url)
