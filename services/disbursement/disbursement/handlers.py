@@ -14,7 +14,7 @@ from reintegra.outbox import OutboxMessage
 from reintegra.telemetry import record_span
 
 from disbursement import ledger_repository, repository
-from disbursement.domain.case import CaseLedger
+from disbursement.domain.case import CaseLedger, programme_currency_of
 from disbursement.money_context import money_context
 from disbursement.publishing import drain
 
@@ -34,7 +34,7 @@ async def handle_eligibility_batch(conn: asyncpg.Connection, records: Sequence[C
     if not events:
         return
     ledgers = await repository.load_ledgers(conn, {e.subject for _, e in events})
-    approved = {(e.data["program_code"], _programme_currency(e.data)) for _, e in events
+    approved = {(e.data["program_code"], programme_currency_of(e.data)) for _, e in events
                 if e.type == GRANT_APPROVED and e.data.get("program_code")}
     ctx = await money_context(conn, ledgers.values(), approved)
     messages: list[OutboxMessage] = []
@@ -50,11 +50,6 @@ async def handle_eligibility_batch(conn: asyncpg.Connection, records: Sequence[C
     await repository.save_ledgers(conn, ledgers.values())
     messages += await ledger_repository.apply(conn, ctx.books)
     await outbox.add(conn, messages)
-
-
-def _programme_currency(data: dict) -> str:
-    return (data.get("programme_currency") or (data.get("programme_total") or {}).get("currency")
-            or data["plan"]["components"][0]["amount"]["currency"])
 
 
 def actor_of(data: dict) -> str:

@@ -55,6 +55,13 @@ PAYOUT_CURRENCY_UNKNOWN = "payout_currency_unknown"
 _OWED = {"released", "sending", "sent", "ordered"}
 
 
+def programme_currency_of(approval: dict[str, Any]) -> str:
+    """The currency of a grant's programme, from eligibility's approval (older approvals did not say:
+    the programme total's currency, else the plan's)."""
+    return (approval.get("programme_currency") or (approval.get("programme_total") or {}).get("currency")
+            or approval["plan"]["components"][0]["amount"]["currency"])
+
+
 @dataclass
 class CaseLedger:
     case_id: str
@@ -100,8 +107,7 @@ class CaseLedger:
         if self.plan_id is not None or self.facts.withdrawn:
             return  # a redelivered approval; eligibility never approves a withdrawn case
         plan = data["plan"]
-        programme_currency = (data.get("programme_currency") or (data.get("programme_total") or {}).get("currency")
-                              or plan["components"][0]["amount"]["currency"])
+        programme_currency = programme_currency_of(data)
         self.facts.grant = {
             "plan_id": plan["plan_id"], "program_code": data.get("program_code"),
             "programme_currency": programme_currency, "country": data.get("country"),
@@ -280,7 +286,7 @@ class CaseLedger:
         unpriced = [t for t in self._ordered()
                     if t.status == "held" and t.hold_reason == EXCHANGE_RATE_MISSING and t.plan_id == self.plan_id]
         if unpriced:
-            self._price_from_siblings(unpriced)
+            self._price_from_components(unpriced)
             if all(t.programme_minor is not None for t in unpriced):
                 for t in unpriced:
                     t.hold_reason = None
@@ -420,7 +426,7 @@ class CaseLedger:
                 if tranche is not None:
                     tranche.programme_minor = amount.minor
 
-    def _price_from_siblings(self, tranches: list[Tranche]) -> None:
+    def _price_from_components(self, tranches: list[Tranche]) -> None:
         assert self.money is not None
         for tranche in tranches:
             rate = self.money.rates.rate(tranche.currency, tranche.programme_currency, self.money.today)

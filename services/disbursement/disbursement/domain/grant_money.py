@@ -15,7 +15,7 @@ Each id is the transfer's idempotency key, so doing a step twice can only ever b
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 from reintegra.money import Money
@@ -96,8 +96,7 @@ def reserve(ctx: MoneyContext, t: Tranche) -> None:
         return
     ctx.books.open(commitment_account(t.programme_code, t.programme_currency))
     t.reserve_id = next_reserve_id(t.reserve_id, t.reference)
-    pending = pending_reserve(t)
-    ctx.books.transfer(Transfer(**{**_fields(pending), "cause": ctx.cause, "actor": ctx.actor}))
+    ctx.books.transfer(replace(pending_reserve(t), cause=ctx.cause, actor=ctx.actor))
 
 
 def unreserve(ctx: MoneyContext, t: Tranche) -> None:
@@ -183,6 +182,3 @@ def give_back(ctx: MoneyContext, t: Tranche) -> None:
     ctx.books.transfer(Transfer(f"return:{t.reference}", returned, f"budget:{t.programme_code}",
                                 t.programme_currency, p, kind="return", **common))
 
-
-def _fields(t: Transfer) -> dict:
-    return {name: getattr(t, name) for name in Transfer.__slots__}
