@@ -81,11 +81,32 @@ async def send_payments(runtime: ServiceRuntime, client: ProviderClient) -> int:
     return len(claimed)
 
 
+_FEED_PROBE_EVERY_S = 5.0
+_last_feed_probe = 0.0
+
+
+async def _feed_restarted(client: ProviderClient, cursor: int) -> bool:
+    """Whether the feed no longer has the entry at our cursor (checked at most every few seconds)."""
+    global _last_feed_probe
+    if time.monotonic() - _last_feed_probe < _FEED_PROBE_EVERY_S:
+        return False
+    _last_feed_probe = time.monotonic()
+    entries, _ = await client.settlements_after(cursor - 1, limit=1)
+    return not entries
+
+
 async def apply_settlements(runtime: ServiceRuntime, client: ProviderClient) -> int:
     async with runtime.db.acquire() as conn:
         cursor = await repository.provider_cursor(conn, PROVIDER)
     settlements, next_cursor = await client.settlements_after(cursor, limit=1000)
     if not settlements:
+        if cursor and await _feed_restarted(client, cursor):
+            # The provider's feed starts again below our cursor (the sandbox keeps it in memory):
+            # read it again from the start. Applying a settlement twice changes nothing (a tranche
+            # settles or fails only from sent), so nothing is applied twice.
+            log.warning("the provider's settlement feed restarted below cursor %d: reading it from the start", cursor)
+            async with runtime.db.acquire() as conn:
+                await repository.save_provider_cursor(conn, PROVIDER, 0)
         return 0
     async with runtime.db.acquire() as conn, conn.transaction():
         # Re-read under the transaction: only one poller's view of the cursor wins.
