@@ -20,6 +20,12 @@ FAST_GROUP_SETTINGS = {
     "REINTEGRA_HEARTBEAT_INTERVAL_MS": "500",
     # Spans reach the trace files within a fraction of a second.
     "OTEL_BSP_SCHEDULE_DELAY": "200",
+    # Payments: short leases, polls and deadline, so that recovery paths run within a test; the
+    # sandbox forgets idempotency keys after 5 s, so any resend without a lookup first would pay twice.
+    "DISBURSEMENT_PAYMENT_LEASE_S": "8",
+    "DISBURSEMENT_PAYMENT_POLL_AFTER_S": "3",
+    "DISBURSEMENT_PAYMENT_DEADLINE_S": "20",
+    "SANDBOX_IDEMPOTENCY_TTL_S": "5",
 }
 
 

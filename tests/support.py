@@ -185,3 +185,79 @@ async def instances_sharing(bootstrap_servers: str, group: str, topic: str, coun
             return members
         await asyncio.sleep(0.5)
     raise AssertionError(f"{count} instances of {group} never shared the partitions of {topic}")
+
+
+# --- the provider sandbox, as a test sees it (docs/providers.md, "Sandbox administration") ---------
+
+def sandbox_call(stack, method: str, path: str, body: object | None = None) -> object:
+    import json
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{stack.provider_base_url}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        raw = response.read()
+    return json.loads(raw) if raw else None
+
+
+def set_faults(stack, provider: str, **faults) -> None:
+    sandbox_call(stack, "PUT", f"/admin/faults/{provider}", faults)
+
+
+def clear_faults(stack) -> None:
+    sandbox_call(stack, "DELETE", "/admin/faults")
+
+
+def sandbox_transfers(stack, *, provider: str | None = None, reference: str | None = None) -> list[dict]:
+    from urllib.parse import urlencode
+
+    query = urlencode({k: v for k, v in (("provider", provider), ("reference", reference)) if v})
+    return sandbox_call(stack, "GET", f"/admin/transfers?{query}")["transfers"]
+
+
+def payment_ref(case_id: str, component_id: str = "c1", seq: int = 1, plan_id: str | None = None) -> str:
+    from disbursement.domain.tranche import payment_reference
+
+    return payment_reference(case_id, plan_id or f"PL-{case_id}", component_id, seq)
+
+
+def payout_case_records(case_id: str, payout: dict, *, phone: str, origin: str = "CI", currency: str = "EUR",
+                        amount: str = "250.00", inkind: bool | str = False) -> list[Record]:
+    """A case of its own (person, document, name) from `origin`, with a cash plan paid to `payout`."""
+    registered = samples.sample_case_registered(case_id, phone=phone, person_id=f"P-{case_id}",
+                                                full_name=f"Awa Test {case_id[-6:]}")
+    registered["beneficiary"]["document_number"] = f"DOC-{case_id}"[:64]
+    registered["origin_country"] = origin
+    registered["beneficiary"]["nationality"] = origin
+    events = [
+        samples.cloudevent(CASE_REGISTERED, case_id, registered),
+        samples.cloudevent(RETURN_COMPLETED, case_id, samples.sample_return_completed(case_id, arrival_country=origin)),
+        samples.cloudevent(PLAN_APPROVED, case_id, samples.sample_plan_approved(
+            case_id, f"PL-{case_id}", currency=currency, cash_amount=amount, inkind=inkind, payout=payout)),
+    ]
+    return [samples.structured_record(e) for e in events]
+
+
+def beneficiary_update_record(case_id: str, payout: dict, phone: str) -> Record:
+    from reintegra.contract.upstream import BENEFICIARY_UPDATED
+
+    return samples.structured_record(samples.cloudevent(
+        BENEFICIARY_UPDATED, case_id, samples.sample_beneficiary_updated(case_id, phone=phone, payout=payout)))
+
+
+async def tranche_row(database_url: str, case_id: str, component_id: str = "c1", seq: int = 1) -> dict:
+    rows = await query(database_url, "SELECT * FROM disbursement.tranches WHERE case_id = $1 AND component_id = $2 "
+                       "AND seq = $3", case_id, component_id, seq)
+    return dict(rows[0]) if rows else {}
+
+
+async def wait_for_row(database_url: str, sql: str, *args, predicate=bool, timeout_s: float = 60) -> list:
+    """Poll a query until `predicate(rows)` holds; returns the last rows either way."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        rows = [dict(r) for r in await query(database_url, sql, *args)]
+        if predicate(rows) or loop.time() > deadline:
+            return rows
+        await asyncio.sleep(0.3)

@@ -59,6 +59,19 @@ def test_disbursement_knows_the_provider() -> None:
     assert f"--port {port}" in _command(SERVICES[host])
 
 
+def test_providers_can_reach_disbursements_callback_endpoint() -> None:
+    env = _environment(SERVICES["disbursement"])
+    host, port = re.fullmatch(r"http://([\w.-]+):(\d+)", env["DISBURSEMENT_CALLBACK_PUBLIC_URL"]).groups()
+    assert host == "disbursement" and env["DISBURSEMENT_CALLBACK_PORT"] == port
+    assert env["DISBURSEMENT_CALLBACK_HOST"] == "0.0.0.0"
+
+
+def test_the_sandbox_keeps_its_state_on_a_volume() -> None:
+    sandbox = SERVICES["provider-sandbox"]
+    state_dir = _command(sandbox).split("--state-dir ", 1)[1].split()[0]
+    assert any(v.split(":")[1] == state_dir for v in sandbox["volumes"])
+
+
 def test_depends_on_targets_exist_with_valid_conditions() -> None:
     conditions = {"service_started", "service_healthy", "service_completed_successfully"}
     for name, service in SERVICES.items():

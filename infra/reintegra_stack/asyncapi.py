@@ -31,6 +31,7 @@ from reintegra.topics import (
     INTAKE_CASE_EVENTS,
     LEDGER_POSTINGS,
     NOTICE_REQUESTS,
+    PAYMENT_EXCEPTIONS,
     UPSTREAM_CASE_EVENTS,
     UPSTREAM_INVALID,
     dead_letter_topic,
@@ -111,7 +112,7 @@ _WRITES: dict[str, list[tuple[str, str, Any]]] = {
         (NOTICE_REQUESTS, "", InternalEvent),
     ],
     "disbursement": [(CASE_STATUS, "", StatusEvent), (NOTICE_REQUESTS, "", InternalEvent),
-                     (LEDGER_POSTINGS, "", InternalEvent)],
+                     (LEDGER_POSTINGS, "", InternalEvent), (PAYMENT_EXCEPTIONS, "", InternalEvent)],
     "notifications": [],
 }
 _DESCRIPTIONS = {
@@ -121,6 +122,11 @@ _DESCRIPTIONS = {
     "`reintegration.case.rejected.v1` and `rejected_event` {id, type, source}, every upstream event it "
     "refuses or that the case can no longer take (reason codes such as not_case_owner, case_withdrawn, "
     "plan_over_ceiling on a revision, grant_completed).",
+    PAYMENT_EXCEPTIONS: "Payments a person must look at, for finance: "
+    "`reintegra.payment.exception.raised.v1`, keyed by case_id (or the provider's name when no case is "
+    "known), data {exception_id, kind (outcome_unresolved, amount_mismatch, unknown_reference, "
+    "settled_after_failure, reversed_after_settlement, duplicate_at_provider, settlement_overdue), provider, "
+    "reference, case_id, details, raised_at}. Raised once per kind and payment.",
     LEDGER_POSTINGS: "Every ledger posting, for views built outside disbursement (finance): "
     "`reintegra.ledger.postings.v1`, keyed by account id (budget:<programme>, commitment:<programme>, "
     "fx:<currency>, payable:<payee>:<currency>, paid:<payee>:<currency>, returned:<programme>, "

@@ -210,9 +210,29 @@ class Stack:
             port = _saved_port(self.state_dir / "sandbox" / "ports.json", "sandbox")
         self.provider_base_url = f"http://127.0.0.1:{port}"
         self.sandbox = ServiceProcess(SANDBOX, "provider_sandbox", self.logs_dir / f"{SANDBOX}.log")
-        argv = [sys.executable, "-m", "provider_sandbox", "--host", "127.0.0.1", "--port", str(port)]
+        self._spawn_sandbox(port)
+
+    def _spawn_sandbox(self, port: int) -> None:
+        # Its state (transfers, idempotency keys, pending settlements and callbacks) is kept under
+        # state_dir, so a sandbox restarted like a real provider remembers what it executed.
+        argv = [sys.executable, "-m", "provider_sandbox", "--host", "127.0.0.1", "--port", str(port),
+                "--state-dir", str(self.state_dir / "sandbox")]
         self._spawn(self.sandbox, argv, {**os.environ, **self.config.extra_env}, must_contain="provider_sandbox")
         self._wait_healthz(self.sandbox, self.provider_base_url, 30)
+
+    def restart_sandbox(self, *, kill: bool = False, down_s: float = 0.0) -> None:
+        """Stop the provider sandbox (SIGKILL with `kill`), leave it down `down_s` seconds, and start it
+        again on the same port and state."""
+        assert self.sandbox is not None, "the stack runs no sandbox"
+        port = int(self.provider_base_url.rsplit(":", 1)[1])
+        if kill and self.sandbox.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.sandbox.pid, signal.SIGKILL)
+            self.sandbox.process.proc.wait(10)
+        else:
+            self._stop_processes([self.sandbox])
+        time.sleep(down_s)
+        self._spawn_sandbox(port)
 
     def _start_review_api(self) -> None:
         port = self.config.review_api_port

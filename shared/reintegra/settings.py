@@ -39,6 +39,16 @@ class Settings(BaseSettings):
     # Service-specific knobs live here too so that one env file configures a deployment.
     programme_config: Path | None = Field(None, alias="REINTEGRA_PROGRAMME_CONFIG")
     provider_base_url: str = Field("http://127.0.0.1:8085", alias="PROVIDER_BASE_URL")
+    # Disbursement's endpoint for provider callbacks (port 0: any free port; the public URL is what
+    # providers are told, when they reach it through a proxy or another host name).
+    payment_callback_host: str = Field("127.0.0.1", alias="DISBURSEMENT_CALLBACK_HOST")
+    payment_callback_port: int = Field(0, alias="DISBURSEMENT_CALLBACK_PORT")
+    payment_callback_public_url: str | None = Field(None, alias="DISBURSEMENT_CALLBACK_PUBLIC_URL")
+    # Never twice: an instruction is leased to one call at a time; an outcome still unknown after
+    # the deadline is raised to finance instead of being resent.
+    payment_lease_s: float = Field(60.0, alias="DISBURSEMENT_PAYMENT_LEASE_S")
+    payment_deadline_s: float = Field(6 * 3600.0, alias="DISBURSEMENT_PAYMENT_DEADLINE_S")
+    payment_poll_after_s: float = Field(30.0, alias="DISBURSEMENT_PAYMENT_POLL_AFTER_S")
     sms_gateway: str = Field("file", alias="REINTEGRA_SMS_GATEWAY")
     sms_outbox_file: Path | None = Field(None, alias="REINTEGRA_SMS_OUTBOX_FILE")
     parked_alert_after_s: int = Field(3600, alias="REINTEGRA_PARKED_ALERT_AFTER_S")

@@ -10,6 +10,8 @@ ELIGIBILITY_CASE_EVENTS = "reintegra.eligibility.case-events.v1"
 NOTICE_REQUESTS = "reintegra.notifications.requests.v1"
 # Every ledger posting, keyed by account id (in order per account), for views built elsewhere.
 LEDGER_POSTINGS = "reintegra.ledger.postings.v1"
+# Payments a person must look at (unresolved, mismatched, unknown to us), keyed by case_id, for finance.
+PAYMENT_EXCEPTIONS = "reintegra.payment.exceptions.v1"
 
 DEAD_LETTER_SUFFIX = ".dlq"
 
@@ -27,5 +29,6 @@ ALL_TOPICS = (
     ELIGIBILITY_CASE_EVENTS,
     NOTICE_REQUESTS,
     LEDGER_POSTINGS,
+    PAYMENT_EXCEPTIONS,
     *(dead_letter_topic(t) for t in CONSUMED_TOPICS),
 )

@@ -223,10 +223,12 @@ async def inbox_keys(stack, schema: str, sources: Iterable[str]) -> set[tuple[st
 
 
 async def sandbox_transfer(stack, reference: str) -> dict:
+    """The one transfer the sandbox executed under `reference`."""
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{stack.provider_base_url}/v1/transfers/{reference}") as response:
+        async with http.get(f"{stack.provider_base_url}/admin/transfers", params={"reference": reference}) as response:
             assert response.status == 200, (reference, response.status)
-            return await response.json()
+            [executed] = (await response.json())["transfers"]
+            return executed
 
 
 async def wait_grant_completed(watcher, case_ids: list[str], timeout_s: float = GRANT_TIMEOUT_S) -> None:
@@ -689,8 +691,9 @@ async def test_beneficiary_update_changes_the_msisdn_of_payments_not_sent_yet(st
         ("c1", 1): ("settled", 100000), ("c1", 2): ("settled", 100000)}
     first = await sandbox_transfer(stack, tranches[("c1", 1)]["reference"])
     second = await sandbox_transfer(stack, tranches[("c1", 2)]["reference"])
-    assert (first["msisdn"], first["provider"]) == (old_phone, "orange_money_ci")  # sent before the update
-    assert (second["msisdn"], second["provider"]) == (new_phone, "mtn_momo_ci")
+    # sent before the update, and after it (momo sends E.164 digits without the "+")
+    assert (first["counterparty"], first["provider"]) == (old_phone.lstrip("+"), "orange_money_ci")
+    assert (second["counterparty"], second["provider"]) == (new_phone.lstrip("+"), "mtn_momo_ci")
 
 
 async def test_withdrawal_cancels_the_tranches_not_sent_and_tells_upstream(stack, run_id):

@@ -133,11 +133,14 @@ async def test_every_event_delivered_three_times_is_applied_once(stack, run_id):
 
 
 async def sandbox_transfers(base_url: str, references: list[str]) -> list[dict]:
+    """What the sandbox executed under each reference (exactly one each)."""
     import aiohttp
     async with aiohttp.ClientSession() as http:
         found = []
         for reference in references:
-            async with http.get(f"{base_url}/v1/transfers/{reference}") as response:
+            async with http.get(f"{base_url}/admin/transfers", params={"reference": reference}) as response:
                 assert response.status == 200, reference
-                found.append(await response.json())
+                executed = (await response.json())["transfers"]
+            assert len(executed) == 1, (reference, executed)
+            found.extend(executed)
         return found

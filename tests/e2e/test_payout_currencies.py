@@ -157,7 +157,7 @@ async def test_a_withdrawal_returns_what_was_not_paid_to_the_budget(stack, run_i
     assert reserved - back == 30000  # what stays spent: the cash that was paid
 
 
-async def test_a_permanent_payment_failure_returns_the_money(stack, run_id):
+async def test_a_permanent_payment_failure_keeps_the_money_committed_until_a_withdrawal_returns_it(stack, run_id):
     case_id = f"FAIL-{run_id}"
     phone = "+2250799000123"
     block_msisdns(stack.provider_base_url, [phone])
@@ -168,17 +168,27 @@ async def test_a_permanent_payment_failure_returns_the_money(stack, run_id):
         samples.cloudevent(CASE_REGISTERED, case_id, registered),
         samples.cloudevent(RETURN_COMPLETED, case_id, samples.sample_return_completed(case_id)),
         samples.cloudevent(PLAN_APPROVED, case_id, plan))]
-    watcher = await watch(stack.bootstrap_servers, case_id, {case_id: "payment.failed"})
+    watcher = await watch(stack.bootstrap_servers, case_id, {case_id: "tranche.cancelled"})
     try:
         await publish(stack.bootstrap_servers, records)
         assert await watcher.wait_until(lambda: watcher.observed.statuses_of(case_id, "payment.failed"), 60)
+        row = await tranche(stack.database_url, case_id)
+        assert row["status"] == "failed"
+        transfers = await transfers_of(stack.database_url, case_id)
+        ref = row["reference"]
+        assert f"settle:{ref}" not in transfers
+        # The money waits in the programme's commitment for a re-issue, at the rate it left with.
+        assert transfers[f"unpay-fx-out:{ref}"]["amount_minor"] == row["payout_minor"] == 163989  # 250 × 655.957
+        assert transfers[f"unpay-fx-in:{ref}"]["credit_account"] == "commitment:MA-AVRR-2026"
+        assert transfers[f"unpay-fx-in:{ref}"]["amount_minor"] == 25000
+        assert f"return:{ref}" not in transfers
+
+        withdrawn = samples.cloudevent(CASE_WITHDRAWN, case_id, samples.sample_case_withdrawn(case_id))
+        await publish(stack.bootstrap_servers, [samples.structured_record(withdrawn)])
+        assert await watcher.wait_until(lambda: watcher.observed.statuses_of(case_id, "tranche.cancelled"), 60)
     finally:
         await watcher.stop()
-    row = await tranche(stack.database_url, case_id)
-    assert row["status"] == "failed"
     transfers = await transfers_of(stack.database_url, case_id)
-    ref = row["reference"]
-    assert f"settle:{ref}" not in transfers
-    assert transfers[f"return-fx-out:{ref}"]["amount_minor"] == row["payout_minor"] == 163989  # 250 × 655.957
     assert transfers[f"return:{ref}"]["amount_minor"] == transfers[f"reserve:{ref}"]["amount_minor"] == 25000
+    assert transfers[f"return:{ref}"]["debit_account"] == "commitment:MA-AVRR-2026"
     assert transfers[f"return:{ref}"]["credit_account"] == "budget:MA-AVRR-2026"

@@ -24,11 +24,17 @@ FOUR_SERVICES = {"intake", "eligibility", "disbursement", "notifications"}
 
 
 def block_msisdns(provider_base_url: str, msisdns: list[str]) -> None:
-    """Tell the sandbox to refuse these wallets, so some payments fail as they do in real life."""
-    body = json.dumps({"reject_msisdns": msisdns}).encode()
-    request = urllib.request.Request(f"{provider_base_url}/v1/admin/faults", data=body, method="POST",
-                                     headers={"content-type": "application/json"})
-    urllib.request.urlopen(request, timeout=10).read()
+    """Tell every mobile-money provider of the sandbox that these numbers are not registered, so some
+    payments fail as they do in real life (docs/providers.md, sandbox faults)."""
+    with urllib.request.urlopen(f"{provider_base_url}/admin/providers", timeout=10) as response:
+        providers = json.loads(response.read())["providers"]
+    for provider in providers:
+        if provider["kind"] != "mobile_money":
+            continue
+        body = json.dumps({"unregistered_msisdns": msisdns}).encode()
+        request = urllib.request.Request(f"{provider_base_url}/admin/faults/{provider['name']}", data=body,
+                                         method="PUT", headers={"content-type": "application/json"})
+        urllib.request.urlopen(request, timeout=10).read()
 
 
 async def publish(bootstrap_servers: str, scenario: Scenario, progress: Progress) -> None:

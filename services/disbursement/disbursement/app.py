@@ -8,7 +8,7 @@ from reintegra.topics import ELIGIBILITY_CASE_EVENTS
 
 from disbursement.funding import run_budget_waiter
 from disbursement.handlers import handle_eligibility_batch
-from disbursement.payments import run_payment_dispatcher, run_settlement_poller
+from disbursement.payments import run_payments
 from disbursement.schema import MIGRATIONS, SCHEMA
 
 
@@ -21,7 +21,6 @@ def create_app() -> FastStream:
         description="Approved grants, plan revisions, milestones, deliveries, beneficiary updates and "
         "withdrawals; turns plans into tranches and releases them.",
     )
-    builder.background(run_payment_dispatcher)
-    builder.background(run_settlement_poller)
+    builder.background(run_payments)
     builder.background(run_budget_waiter)
     return builder.build()

@@ -55,7 +55,7 @@ async def fund_held_grants(conn: asyncpg.Connection, programme: str) -> int:
             await conn.execute("DELETE FROM budget_holds WHERE case_id = ANY($1::text[])", stale)
         # In queue order, so that the audit trail shows them funded in that order.
         in_order = [ledgers[r["case_id"]] for r in queue if r["case_id"] in ledgers]
-        await repository.save_ledgers(conn, [ledger for ledger in in_order if ledger.changed])
+        messages += await repository.save_ledgers(conn, [ledger for ledger in in_order if ledger.changed])
         messages += await ledger_repository.apply(conn, ctx.books)
         await outbox.add(conn, messages)
         return funded
@@ -87,7 +87,7 @@ async def release_waiting_for_rates(conn: asyncpg.Connection) -> int:
             ledger.act("rates:loaded", ACTOR)
             ledger.retry_waiting()
             messages += drain(ledger, f"rates:{uuid.uuid4()}")
-        await repository.save_ledgers(conn, ledgers.values())
+        messages += await repository.save_ledgers(conn, ledgers.values())
         messages += await ledger_repository.apply(conn, ctx.books)
         await outbox.add(conn, messages)
         return len(ledgers)

@@ -19,12 +19,13 @@ from disbursement.money_context import money_context
 from disbursement.publishing import drain
 
 GRANT_APPROVED = "reintegra.eligibility.grant.approved.v1"
+DELIVERY_CONFIRMED = "reintegration.delivery.confirmed.v1"
 ACTIONS = {
     GRANT_APPROVED: CaseLedger.approve,
     "reintegra.eligibility.plan.revised.v1": CaseLedger.revise,
     "reintegra.eligibility.beneficiary.updated.v1": CaseLedger.update_beneficiary,
     "reintegration.milestone.verified.v1": CaseLedger.verify_milestone,
-    "reintegration.delivery.confirmed.v1": CaseLedger.confirm_delivery,
+    DELIVERY_CONFIRMED: CaseLedger.confirm_delivery,
     "reintegration.case.withdrawn.v1": CaseLedger.withdraw,
 }
 
@@ -36,7 +37,10 @@ async def handle_eligibility_batch(conn: asyncpg.Connection, records: Sequence[C
     ledgers = await repository.load_ledgers(conn, {e.subject for _, e in events})
     approved = {(e.data["program_code"], programme_currency_of(e.data)) for _, e in events
                 if e.type == GRANT_APPROVED and e.data.get("program_code")}
-    ctx = await money_context(conn, ledgers.values(), approved)
+    invoices = {(e.data.get("vendor_id") or "", str((e.data.get("invoice") or {}).get("number")))
+                for _, e in events if e.type == DELIVERY_CONFIRMED and isinstance(e.data.get("invoice"), dict)
+                and (e.data.get("invoice") or {}).get("number")}
+    ctx = await money_context(conn, ledgers.values(), approved, invoices=invoices)
     messages: list[OutboxMessage] = []
     for record, event in events:
         with record_span("disbursement process", list(record.headers or ()), span_attributes(record, event)):
@@ -47,7 +51,7 @@ async def handle_eligibility_batch(conn: asyncpg.Connection, records: Sequence[C
             ledger.act(event.event_id, actor_of(event.data))
             action(ledger, event.data)
             messages += drain(ledger, event.event_id)
-    await repository.save_ledgers(conn, ledgers.values())
+    messages += await repository.save_ledgers(conn, ledgers.values())
     messages += await ledger_repository.apply(conn, ctx.books)
     await outbox.add(conn, messages)
 

@@ -110,16 +110,16 @@ _KNOWN = ", ".join(f"'{s}'" for s in KNOWN_STATUSES)
 # `reserve:REF`, then `reserve:REF:r2`, `:r3`... when a revision changed its amount (the old one
 # voided); tranches.reserve_id names the current one.
 _TRANCHE_FACTS = """
-    SELECT t.case_id, t.reference, t.status, t.programme_code, t.programme_currency,
+    SELECT t.case_id, t.reference, t.status, t.attempt, t.sfx, t.programme_code, t.programme_currency,
            t.programme_minor AS p, t.payout_currency, t.payout_minor AS x, t.payee,
            coalesce(t.reserve_id, 'reserve:' || t.reference) AS reserve_id,
            cur.id IS NOT NULL AS has_current, cur.amount_minor AS current_amount,
            cur_res.phase AS current_resolution,
            rs.n AS reserves, rs.unresolved, rs.unresolved_ids, rs.posted, rs.posted_amount, rs.misdirected,
-           owe.n AS owe_n, owe.amount AS owe_amount, owe.to_payee AS owe_to_payee,
+           owe.n AS owe_n, owe.amount - att.rest AS owe_amount, owe.to_payee AS owe_to_payee, att.open_owes,
            settle.n AS settles,
            ret.id IS NOT NULL AS returned
-    FROM {s}.tranches t
+    FROM (SELECT *, CASE WHEN attempt = 1 THEN '' ELSE ':a' || attempt END AS sfx FROM {s}.tranches) t
     CROSS JOIN LATERAL (
         SELECT count(*) AS n,
                count(*) FILTER (WHERE res.id IS NULL) AS unresolved,
@@ -139,7 +139,16 @@ _TRANCHE_FACTS = """
         SELECT count(*) AS n, coalesce(sum(o.amount_minor), 0) AS amount,
                coalesce(bool_and(o.credit_account = 'payable:' || t.payee || ':' || t.payout_currency
                                  AND o.currency = t.payout_currency), true) AS to_payee
-        FROM {s}.ledger_transfers o WHERE o.id IN ('owe:' || t.reference, 'fx-in:' || t.reference)) owe
+        FROM {s}.ledger_transfers o
+        WHERE o.id IN ('owe:' || t.reference || t.sfx, 'fx-in:' || t.reference || t.sfx)) owe
+    CROSS JOIN LATERAL (
+        -- every attempt's owe, and every failure's unpay: what is owed now is the difference
+        SELECT count(*) FILTER (WHERE a.kind = 'owe' OR a.id LIKE 'fx-in:%')
+             - count(*) FILTER (WHERE a.kind = 'unpay' OR a.id LIKE 'unpay-fx-out:%') AS open_owes,
+               -- the part of an order its vendor did not invoice, given back
+               coalesce(sum(a.amount_minor) FILTER (WHERE a.id IN ('rest-out:' || t.reference,
+                                                                   'rest-fx-out:' || t.reference)), 0) AS rest
+        FROM {s}.ledger_transfers a WHERE a.reference = t.reference) att
     CROSS JOIN LATERAL (
         SELECT count(*) AS n FROM {s}.ledger_transfers st
         WHERE st.reference = t.reference AND st.kind = 'settle') settle
@@ -388,7 +397,8 @@ CHECKS: tuple[Check, ...] = (
         "each tranche's status agrees with the ledger (its reserve: tranches.reserve_id, reserve:REF or a "
         "later reserve:REF:rN after a re-pricing voided the earlier one): held - no pending reserve; planned - "
         "its reserve pending, for its programme amount; released/sending/sent/ordered/delivered - its reserve "
-        "posted once, its payout owed to its payee; settled - a settle transfer; failed - returned; cancelled "
+        "posted once, its payout owed to its payee (once, over all its attempts); settled - a settle transfer; "
+        "failed - its payout unpaid back to the commitment (unpay:REF), waiting for a re-issue; cancelled "
         "- reserve voided, returned, or never reserved; and every transfer naming a reference belongs to a "
         "tranche in the ledger",
         "tranches in the ledger",
@@ -431,7 +441,10 @@ CHECKS: tuple[Check, ...] = (
                       THEN format('%s of its reserve posted, its programme amount is %s', f.posted_amount, f.p) END),
                 (CASE WHEN f.status IN ({_OWED}, 'settled') AND f.x IS NULL THEN 'no payout amount'
                       WHEN f.status IN ({_OWED}, 'settled') AND f.x > 0 AND f.owe_n = 0
-                      THEN format('nothing owed to its payee (no owe:%s or fx-in:%s)', f.reference, f.reference)
+                      THEN format('nothing owed to its payee (no owe:%s or fx-in:%s for attempt %s)', f.reference,
+                                  f.reference, f.attempt)
+                      WHEN f.status IN ({_OWED}, 'settled') AND f.x > 0 AND f.open_owes <> 1
+                      THEN format('owed %s times at once over its attempts', f.open_owes)
                       WHEN f.owe_n > 0 AND (f.owe_amount <> f.x OR NOT f.owe_to_payee)
                       THEN format('owes %s where its payout is %s %s to payable:%s:%s',
                                   f.owe_amount, f.x, f.payout_currency, f.payee, f.payout_currency) END),
@@ -439,13 +452,13 @@ CHECKS: tuple[Check, ...] = (
                       THEN format('no settle:%s', f.reference)
                       WHEN f.status <> 'settled' AND f.settles > 0
                       THEN format('paid (settle:%s) although %s', f.reference, f.status) END),
-                (CASE WHEN f.status IN ({_OWED}, 'settled', 'held', 'planned') AND f.returned
+                (CASE WHEN f.status IN ({_OWED}, 'settled', 'held', 'planned', 'failed') AND f.returned
                       THEN format('money returned (return:%s) although %s', f.reference, f.status) END),
                 -- failed or cancelled: nothing left reserved or owed
                 (CASE WHEN f.status IN ('failed', 'cancelled') AND f.unresolved > 0
                       THEN format('%s still pending', f.unresolved_ids) END),
-                (CASE WHEN f.status = 'failed' AND f.p > 0 AND NOT f.returned
-                      THEN format('no return:%s', f.reference)
+                (CASE WHEN f.status = 'failed' AND f.x > 0 AND f.open_owes <> 0
+                      THEN format('failed, but its payout is still owed (no unpay:%s%s)', f.reference, f.sfx)
                       WHEN f.status = 'cancelled' AND (f.owe_n > 0 OR f.posted > 0) AND NOT f.returned
                       THEN format('released but not returned (no return:%s)', f.reference) END)
             ) AS p(problem)
@@ -472,7 +485,8 @@ CHECKS: tuple[Check, ...] = (
     Check(
         "commitments",
         "what is committed is what is still to pay: per programme, the commitment balance (credits - "
-        "debits, pending included) equals the programme amounts of its planned tranches; per currency, "
+        "debits, pending included) equals the programme amounts of its planned and failed tranches (a failed "
+        "payment's money waits there for its re-issue); per currency, "
         "the payable balances equal the payout amounts of released, sending, sent, ordered and "
         "delivered tranches",
         "programmes and payable currencies",
@@ -480,7 +494,7 @@ CHECKS: tuple[Check, ...] = (
         SELECT (SELECT count(*) FROM (
                     SELECT programme FROM {s}.ledger_accounts WHERE kind = 'commitment'
                     UNION SELECT programme_code FROM {s}.tranches
-                          WHERE programme_minor IS NOT NULL AND status = 'planned') p)
+                          WHERE programme_minor IS NOT NULL AND status IN ('planned', 'failed')) p)
              + (SELECT count(*) FROM (
                     SELECT currency FROM {s}.ledger_accounts WHERE kind = 'payable'
                     UNION SELECT payout_currency FROM {s}.tranches
@@ -493,7 +507,8 @@ CHECKS: tuple[Check, ...] = (
             FROM {{s}}.ledger_accounts WHERE kind = 'commitment' GROUP BY programme
         ), planned AS (
             SELECT programme_code AS programme, sum(programme_minor) AS amount, count(*) AS n
-            FROM {{s}}.tranches WHERE programme_minor IS NOT NULL AND status = 'planned' GROUP BY programme_code
+            FROM {{s}}.tranches WHERE programme_minor IS NOT NULL AND status IN ('planned', 'failed')
+            GROUP BY programme_code
         ), payable AS (
             SELECT currency, sum(credits_posted + credits_pending - debits_posted - debits_pending) AS balance
             FROM {{s}}.ledger_accounts WHERE kind = 'payable' GROUP BY currency
@@ -503,7 +518,7 @@ CHECKS: tuple[Check, ...] = (
         )
         SELECT problem FROM (
             SELECT 0 AS o, programme AS k,
-                   format('programme %s: commitment:%s holds %s %s but its %s planned tranche(s) reserved %s',
+                   format('programme %s: commitment:%s holds %s %s but its %s planned or failed tranche(s) hold %s',
                           programme, programme, coalesce(c.balance, 0), coalesce(c.currency, ''),
                           coalesce(p.n, 0), coalesce(p.amount, 0)) AS problem
             FROM committed c FULL JOIN planned p USING (programme)

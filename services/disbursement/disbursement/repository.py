@@ -8,9 +8,11 @@ from datetime import date
 
 import asyncpg
 from reintegra import jsonfast
+from reintegra.outbox import OutboxMessage
 
+from disbursement import payment_store
 from disbursement.domain.case import CaseLedger
-from disbursement.domain.tranche import Facts, Tranche, TrancheKey
+from disbursement.domain.tranche import Facts, Tranche
 
 # The first four columns are the tranche's identity (the primary key); the others are updated in place.
 _TRANCHE_KEY_COLUMNS = ("case_id", "plan_id", "component_id", "seq")
@@ -19,12 +21,14 @@ _TRANCHE_COLUMNS = (
     "release", "vendor_id", "status", "reference", "transfer_id", "failure_reason", "traceparent", "tracestate",
     "component_minor", "component_shares", "programme_code", "programme_currency", "programme_minor", "payout_currency", "payout_minor",
     "rate", "programme_rate", "rate_source", "rate_date", "payee", "hold_reason", "reserve_id",
+    "attempt", "sent_payout", "pay_via",
 )
 _TRANCHE_TYPES = (
     "text", "text", "text", "int", "text", "text", "text", "bigint",
     "text", "text", "text", "text", "text", "text", "text", "text",
     "bigint", "text", "text", "text", "bigint", "text", "bigint",
     "text", "text", "text", "date", "text", "text", "text",
+    "int", "jsonb", "text",
 )
 _CHAR_COLUMNS = ("currency", "programme_currency", "payout_currency")
 
@@ -50,12 +54,15 @@ async def load_ledgers(conn: asyncpg.Connection, case_ids: Iterable[str]) -> dic
                 values[column] = values[column].strip()
         if values["rate_date"] is not None:
             values["rate_date"] = values["rate_date"].isoformat()
+        if values["sent_payout"] is not None:
+            values["sent_payout"] = jsonfast.loads(values["sent_payout"])
         tranche = Tranche(**values)
         ledgers[row["case_id"]].tranches[tranche.key] = tranche
     return ledgers
 
 
-async def save_ledgers(conn: asyncpg.Connection, ledgers: Iterable[CaseLedger]) -> None:
+async def save_ledgers(conn: asyncpg.Connection, ledgers: Iterable[CaseLedger]) -> list[OutboxMessage]:
+    """Save what changed; returns the outbox messages of the payment exceptions raised (add them)."""
     ledgers = list(ledgers)
     facts = [(ledger.case_id, jsonfast.dumps_text(ledger.facts.to_json())) for ledger in ledgers if ledger.facts_changed]
     if facts:
@@ -71,20 +78,32 @@ async def save_ledgers(conn: asyncpg.Connection, ledgers: Iterable[CaseLedger]) 
         columns = [[getattr(t, c) for t in tranches] for c in _TRANCHE_COLUMNS]
         date_index = _TRANCHE_COLUMNS.index("rate_date")
         columns[date_index] = [date.fromisoformat(d) if d else None for d in columns[date_index]]
+        payout_index = _TRANCHE_COLUMNS.index("sent_payout")
+        columns[payout_index] = [jsonfast.dumps_text(p) if p is not None else None for p in columns[payout_index]]
         unnest_args = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_TRANCHE_TYPES))
         updates = ", ".join(f"{c} = excluded.{c}" for c in _TRANCHE_COLUMNS[len(_TRANCHE_KEY_COLUMNS):])
         await conn.execute(
             f"""
             INSERT INTO tranches ({', '.join(_TRANCHE_COLUMNS)}, next_attempt_at)
-            SELECT u.*, CASE WHEN u.status = 'released' THEN now() END
+            SELECT u.*, CASE WHEN u.status IN ('released', 'delivered') THEN now() END
             FROM unnest({unnest_args}) AS u({', '.join(_TRANCHE_COLUMNS)})
             ON CONFLICT (case_id, plan_id, component_id, seq) DO UPDATE SET {updates}, updated_at = now(),
-                next_attempt_at = CASE WHEN excluded.status = 'released' THEN now() ELSE tranches.next_attempt_at END
+                -- due to be paid: a released cash tranche, a delivered (matched) in-kind one
+                next_attempt_at = CASE WHEN excluded.status IN ('released', 'delivered') AND tranches.status <> excluded.status
+                                       THEN now() ELSE tranches.next_attempt_at END
             """,
             *columns,
         )
     await _save_budget_holds(conn, ledgers)
     await _save_transitions(conn, ledgers)
+    ctx = next((ledger.money for ledger in ledgers if ledger.money is not None), None)
+    if ctx is not None and ctx.new_invoices:
+        await payment_store.save_invoices(conn, ctx.new_invoices)
+        ctx.new_invoices.clear()
+    exceptions = [e for ledger in ledgers for e in ledger.exceptions]
+    for ledger in ledgers:
+        ledger.exceptions.clear()
+    return payment_store.exception_messages(await payment_store.raise_exceptions(conn, exceptions))
 
 
 async def _save_transitions(conn: asyncpg.Connection, ledgers: list[CaseLedger]) -> None:
@@ -131,65 +150,3 @@ async def _save_budget_holds(conn: asyncpg.Connection, ledgers: list[CaseLedger]
             """,
             *[list(c) for c in zip(*held, strict=True)],
         )
-
-
-async def claim_payments_to_send(conn: asyncpg.Connection, limit: int, resend_after_s: float) -> list[asyncpg.Record]:
-    """Released cash tranches, plus 'sending' ones whose outcome was never recorded (a crash between
-    the provider call and our commit): sending again is safe, the reference is idempotent. Each claim
-    is a transition, audited like the others."""
-    rows = await conn.fetch(
-        """
-        UPDATE tranches t SET status = 'sending', next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
-        FROM (
-            SELECT case_id, plan_id, component_id, seq, status AS previous_status FROM tranches
-            WHERE status IN ('released', 'sending') AND modality = 'cash' AND next_attempt_at <= now()
-            ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED
-        ) due, case_facts f
-        WHERE t.case_id = due.case_id AND t.plan_id = due.plan_id AND t.component_id = due.component_id
-          AND t.seq = due.seq AND f.case_id = t.case_id
-        RETURNING t.case_id, t.plan_id, t.component_id, t.seq, t.reference, due.previous_status,
-                  coalesce(t.payout_minor, t.amount_minor) AS amount_minor,
-                  coalesce(t.payout_currency, t.currency) AS currency,
-                  t.traceparent, t.tracestate, f.facts -> 'grant' -> 'payout' AS payout
-        """,
-        limit,
-        resend_after_s,
-    )
-    if rows:
-        await conn.execute(
-            """
-            INSERT INTO tranche_transitions (case_id, plan_id, component_id, seq, from_status, to_status, reason,
-                                             cause, actor)
-            SELECT case_id, plan_id, component_id, seq, previous_status, 'sending',
-                   CASE WHEN previous_status = 'sending' THEN 'outcome_unknown_sent_again' END,
-                   'send:' || reference, 'disbursement'
-            FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[])
-                 AS c(case_id, plan_id, component_id, seq, previous_status, reference)
-            """,
-            [r["case_id"] for r in rows], [r["plan_id"] for r in rows], [r["component_id"] for r in rows],
-            [r["seq"] for r in rows], [r["previous_status"] for r in rows], [r["reference"] for r in rows],
-        )
-    return rows
-
-
-async def tranche_keys_by_reference(
-    conn: asyncpg.Connection, references: list[str]
-) -> dict[str, tuple[str, TrancheKey]]:
-    """reference → (case_id, tranche key)."""
-    rows = await conn.fetch(
-        "SELECT reference, case_id, plan_id, component_id, seq FROM tranches WHERE reference = ANY($1::text[])",
-        references,
-    )
-    return {r["reference"]: (r["case_id"], (r["plan_id"], r["component_id"], r["seq"])) for r in rows}
-
-
-async def provider_cursor(conn: asyncpg.Connection, provider: str) -> int:
-    return await conn.fetchval("SELECT cursor FROM provider_cursor WHERE provider = $1", provider) or 0
-
-
-async def save_provider_cursor(conn: asyncpg.Connection, provider: str, cursor: int) -> None:
-    await conn.execute(
-        "INSERT INTO provider_cursor (provider, cursor) VALUES ($1, $2) "
-        "ON CONFLICT (provider) DO UPDATE SET cursor = excluded.cursor",
-        provider, cursor,
-    )

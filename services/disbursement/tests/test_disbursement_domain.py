@@ -387,10 +387,63 @@ def test_payment_failed_marks_the_tranche_failed_with_its_reason():
     assert type_ == PAYMENT_FAILED
     assert data["status"] == "payment_failed" and data["reason"] == "account_closed"
     assert data["reference"] == tranche.reference
-    # A failed payment is not settled later, and the grant is not completed.
+    # The beneficiary is told too; a failed payment is not settled later, and the grant is not completed.
+    [notice] = ledger.notices
+    assert notice["kind"] == "payment_failed" and notice["params"]["reference"] == tranche.reference
+    ledger.notices.clear()
     ledger.payment_settled(tranche_key("c1", 1))
     assert tranche.status == "failed"
     assert ledger.notices == [] and not ledger.facts.completed
+
+
+NEW_WALLET = {"method": "mobile_money", "provider": "mtn_momo_ci", "msisdn": "+2250709998877"}
+
+
+def test_a_failed_payment_is_reissued_under_a_new_reference_once_the_payout_changes():
+    ledger = new_ledger()
+    ledger.approve(grant(cash_plan()))
+    key = tranche_key("c1", 1)
+    ledger.tranches[key].sent_payout = dict(PAYOUT)  # what the dispatcher froze
+    ledger.payment_sent(key, "T-9")
+    ledger.payment_failed(key, "PAYEE_NOT_FOUND")
+    emitted(ledger)
+    tranche = ledger.tranches[key]
+    first_reference = tranche.reference
+
+    # The same payout again changes nothing: it would fail again.
+    ledger.update_beneficiary({"case_id": CASE, "payout": dict(PAYOUT)})
+    assert tranche.status == "failed" and tranche.attempt == 1
+
+    ledger.update_beneficiary({"case_id": CASE, "payout": NEW_WALLET})
+    assert tranche.status == "released" and tranche.attempt == 2
+    assert tranche.payment_ref == f"{first_reference}-2" and tranche.previous_payment_ref == first_reference
+    [(type_, data, _)] = [s for s in ledger.statuses if s[0] == TRANCHE_RELEASED]
+    assert data["reference"] == f"{first_reference}-2" and data["previous_reference"] == first_reference
+    assert data["attempt"] == 2 and data["reason"] == "reissued"
+
+
+def test_a_failure_after_the_payout_changed_reissues_at_once():
+    ledger = new_ledger()
+    ledger.approve(grant(cash_plan()))
+    key = tranche_key("c1", 1)
+    ledger.tranches[key].sent_payout = dict(PAYOUT)
+    ledger.payment_sent(key, "T-9")
+    ledger.update_beneficiary({"case_id": CASE, "payout": NEW_WALLET})  # while the payment is out
+    assert ledger.tranches[key].status == "sent"  # a payment on its way is never changed
+    emitted(ledger)
+    ledger.payment_failed(key, "PAYEE_NOT_FOUND")
+    assert [t for t, _, _ in ledger.statuses] == [PAYMENT_FAILED, TRANCHE_RELEASED]
+    assert ledger.tranches[key].attempt == 2
+
+
+def test_a_failed_tranche_is_cancelled_when_the_case_is_withdrawn():
+    ledger = new_ledger()
+    ledger.approve(grant(cash_plan()))
+    key = tranche_key("c1", 1)
+    ledger.payment_sent(key, "T-9")
+    ledger.payment_failed(key, "PAYEE_NOT_FOUND")
+    ledger.withdraw({"case_id": CASE})
+    assert ledger.tranches[key].status == "cancelled"
 
 
 def test_payment_results_for_tranches_not_released_are_ignored():
@@ -959,7 +1012,7 @@ SHARES = {1: [100], 2: [50, 50], 3: [20, 30, 50]}
 # How far a tranche has gone; a tranche never moves back, and the last rank is final.
 PROGRESS = {"planned": 0, "released": 1, "ordered": 2, "sending": 2, "sent": 3, "delivered": 4,
             "settled": 4, "failed": 4, "cancelled": 4}
-FINAL = {"delivered", "settled", "failed", "cancelled"}
+FINAL = {"delivered", "settled", "cancelled"}  # failed is not: a re-issue or a withdrawal follows
 
 
 @st.composite
@@ -990,6 +1043,7 @@ operations = st.one_of(
               st.integers(min_value=1, max_value=3)),
     st.tuples(st.just("withdraw")),
     st.tuples(st.sampled_from(["claim", "sent", "settled", "failed"]), st.integers(min_value=0, max_value=30)),
+    st.tuples(st.just("update"), st.sampled_from(["+2250709998877", "+2250701112233"])),
 )
 
 
@@ -1009,11 +1063,14 @@ def apply_operation(ledger: CaseLedger, op: tuple) -> None:
         ledger.confirm_delivery(delivery(op[2], op[3], op[1]))
     elif kind == "withdraw":
         ledger.withdraw({"case_id": CASE, "upstream_event": UPSTREAM})
+    elif kind == "update":
+        ledger.update_beneficiary({"case_id": CASE, "payout": {**PAYOUT, "msisdn": op[1]}})
     elif ledger.tranches:
         key = sorted(ledger.tranches)[op[1] % len(ledger.tranches)]
         tranche = ledger.tranches[key]
         if kind == "claim" and tranche.status == "released" and tranche.modality == "cash":
-            tranche.status = "sending"  # what the dispatcher's claim does in Postgres
+            # What the dispatcher's claim does in Postgres: the payout is frozen with the instruction.
+            tranche.status, tranche.sent_payout = "sending", (ledger.facts.grant or {}).get("payout")
         elif kind == "sent":
             ledger.payment_sent(key, "T-1")
         elif kind == "settled":
@@ -1046,7 +1103,11 @@ def test_no_sequence_of_events_releases_a_tranche_twice_or_re_creates_what_was_r
         for type_, data, _ in statuses:
             if type_ == TRANCHE_RELEASED:
                 key = (data["plan_id"], data["component_id"], data["tranche_seq"])
-                assert key not in released, f"{key} released twice"
+                if data.get("attempt", 1) > 1:  # a re-issue: only of a failed payment, under a new reference
+                    assert key in released and before.get(key, (None,))[0] == "failed", f"{key} re-issued"
+                    assert data["reference"] != data["previous_reference"]
+                else:
+                    assert key not in released, f"{key} released twice"
                 released.add(key)
             completions += type_ == GRANT_COMPLETED
         plan_changed = (op[0] == "approve" and not had_grant and ledger.plan_id is not None) or (
@@ -1058,7 +1119,8 @@ def test_no_sequence_of_events_releases_a_tranche_twice_or_re_creates_what_was_r
             now = ledger.tranches[key]  # a tranche is never dropped
             if status != "planned":
                 assert now.amount_minor == amount, f"{key} {status} changed amount"
-            assert PROGRESS[now.status] >= PROGRESS[status], f"{key} went back from {status} to {now.status}"
+            reissued = status == "failed" and now.status in ("released", "sending") and now.attempt > 1
+            assert reissued or PROGRESS[now.status] >= PROGRESS[status], f"{key} went back from {status} to {now.status}"
             if status in FINAL:
                 assert now.status == status
         assert sum(ledger.tranches[k].amount_minor for k in released) <= budget

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from disbursement import repository
+from disbursement import payment_store, repository
 from disbursement.domain.tranche import payment_reference
 from reintegra import jsonfast
 from reintegra.db import apply_migrations, create_pool
@@ -74,14 +74,12 @@ async def test_a_replacement_plan_is_stored_next_to_the_old_plans_tranches(datab
             assert loaded.facts.grant["plan_id"] == "PL-2"
 
         async with pool.acquire() as conn, conn.transaction():
-            claimed = await repository.claim_payments_to_send(conn, 10, 30.0)
+            claimed = await payment_store.claim_new_tranches(conn, PAYOUT["provider"], 10)
         assert sorted((r["plan_id"], r["component_id"], r["seq"]) for r in claimed) == [
             ("PL-1", "c1", 1), ("PL-2", "c1", 1)]
 
         async with pool.acquire() as conn, conn.transaction():
-            references = [payment_reference(CASE, p, "c1", 1) for p in ("PL-1", "PL-2")]
-            keys = await repository.tranche_keys_by_reference(conn, references)
-            assert keys == {references[0]: (CASE, ("PL-1", "c1", 1)), references[1]: (CASE, ("PL-2", "c1", 1))}
+            await conn.execute("UPDATE tranches SET status = 'sending' WHERE case_id = $1 AND component_id = 'c1'", CASE)
             ledger = (await repository.load_ledgers(conn, [CASE]))[CASE]
             ledger.payment_sent(("PL-2", "c1", 1), "T-2")
             await repository.save_ledgers(conn, [ledger])

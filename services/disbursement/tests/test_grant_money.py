@@ -81,6 +81,8 @@ class Bank:
         self.balances: dict[str, Balance] = {}
         self.transfers: dict[str, Transfer] = {}
         self.rates = rates
+        self.vendors = None  # set: in-kind orders are matched and their vendors paid through Reintegra
+        self.invoices: dict[tuple[str, str], str] = {}  # what vendor_invoices holds
         for programme, (currency, amount) in (budgets if budgets is not None else {P: ("EUR", 1_000_000)}).items():
             self.accounts[f"budget:{programme}"] = budget_account(programme, currency)
             self.balances[f"budget:{programme}"] = Balance(credits_posted=amount)
@@ -88,13 +90,15 @@ class Bank:
             self.balances[f"funding:{programme}"] = Balance(debits_posted=amount)
 
     def begin(self, *, queued: set[str] | None = None, rates: tuple[LoadedRate, ...] | None = None,
-              today: date = TODAY) -> MoneyContext:
+              today: date = TODAY, vendors=None) -> MoneyContext:
         books = Books()
         for account_id, account in sorted(self.accounts.items()):
             if account.limited:  # money_context locks the budgets only
                 books.load(account, copy.copy(self.balances[account_id]))
         self._loaded = {a: copy.copy(b) for a, b in books.balances.items()}
-        return MoneyContext(books, RateBook(self.rates if rates is None else rates), today, set(queued or ()))
+        return MoneyContext(books, RateBook(self.rates if rates is None else rates), today, set(queued or ()),
+                            vendors=vendors if vendors is not None else self.vendors,
+                            invoices=dict(self.invoices))
 
     def commit(self, ctx: MoneyContext) -> None:
         books = ctx.books
@@ -106,6 +110,8 @@ class Bank:
             known = self.accounts.setdefault(account_id, books.accounts[account_id])
             assert (known.currency, known.kind) == (books.accounts[account_id].currency,
                                                     books.accounts[account_id].kind)
+        for vendor, number, _case, reference in ctx.new_invoices:
+            assert self.invoices.setdefault((vendor, number), reference) == reference, "an invoice paid twice"
         new = [t for t in books.transfers if t.id not in self.transfers]
         assert len(new) == len(books.transfers), "a transfer stored before was made again"
         for t in new:
@@ -652,7 +658,7 @@ def test_payment_settled_moves_what_is_owed_from_payable_to_paid():
     assert ctx.books.transfers == []
 
 
-def test_payment_failed_returns_the_money_to_the_budget_at_the_rate_it_left_with():
+def test_payment_failed_returns_the_money_to_the_commitment_at_the_rate_it_left_with():
     bank = Bank()
     ledger, _ = approve_contract_plan(bank)
     k, r = key("c1", 1), ref("c1", 1)
@@ -660,14 +666,14 @@ def test_payment_failed_returns_the_money_to_the_budget_at_the_rate_it_left_with
     before = bank.available()
     ctx = run(bank, ledger, ledger.payment_failed, k, "account_blocked", cause="cb-2", actor="provider")
     assert moves(ctx) == [
-        (f"return-fx-out:{r}", "payable:orange_money_ci:XOF", "fx:XOF", "XOF", 196_787, POSTED),
-        (f"return-fx-in:{r}", "fx:EUR", RETURNED, "EUR", 30_000, POSTED),
-        (f"return:{r}", RETURNED, BUDGET, "EUR", 30_000, POSTED),
+        (f"unpay-fx-out:{r}", "payable:orange_money_ci:XOF", "fx:XOF", "XOF", 196_787, POSTED),
+        (f"unpay-fx-in:{r}", "fx:EUR", COMMITMENT, "EUR", 30_000, POSTED),
     ]
     by_id = {t.id: t for t in ctx.books.transfers}
-    assert by_id[f"return-fx-out:{r}"].conversion_id == f"return:{r}"
-    assert by_id[f"return-fx-out:{r}"].rate == "655.957"
-    assert bank.available() == before + 30_000
+    assert by_id[f"unpay-fx-out:{r}"].conversion_id == f"unpay:{r}"
+    assert by_id[f"unpay-fx-out:{r}"].rate == "655.957"
+    # The money waits for a re-issue: still committed to this grant, not back in the budget.
+    assert bank.available() == before
     assert bank.balance("payable:orange_money_ci:XOF").credits_posted \
         == bank.balance("payable:orange_money_ci:XOF").debits_posted
     # The trading accounts are flat again: what went out came back at the same amounts.
@@ -678,6 +684,28 @@ def test_payment_failed_returns_the_money_to_the_budget_at_the_rate_it_left_with
     # Failing again changes nothing.
     ctx = run(bank, ledger, ledger.payment_failed, k, "account_blocked")
     assert ctx.books.transfers == []
+
+    # A new wallet: the committed money is owed again, under attempt 2.
+    ctx = run(bank, ledger, ledger.update_beneficiary,
+              {"case_id": CASE, "payout": {"method": "mobile_money", "provider": "mtn_momo_ci",
+                                           "msisdn": "+2250709998877"}}, cause="ev-u", actor="caseworker:k")
+    assert moves(ctx) == [
+        (f"fx-out:{r}:a2", COMMITMENT, "fx:EUR", "EUR", 30_000, POSTED),
+        (f"fx-in:{r}:a2", "fx:XOF", "payable:mtn_momo_ci:XOF", "XOF", 196_787, POSTED),
+    ]
+    assert ledger.tranches[k].attempt == 2 and ledger.tranches[k].status == "released"
+
+
+def test_a_failed_tranche_cancelled_returns_its_committed_money_to_the_budget():
+    bank = Bank()
+    ledger, _ = approve_contract_plan(bank)
+    k, r = key("c1", 1), ref("c1", 1)
+    run(bank, ledger, ledger.payment_sent, k, "MTN-1")
+    run(bank, ledger, ledger.payment_failed, k, "account_blocked")
+    before = bank.available()
+    ctx = run(bank, ledger, ledger.withdraw, {"case_id": CASE, "reason": "beneficiary_request"})
+    assert (f"return:{r}", COMMITMENT, BUDGET, "EUR", 30_000, POSTED) in moves(ctx)
+    assert bank.available() >= before + 30_000
 
 
 def test_withdrawal_voids_the_reserves_and_returns_released_money_exactly():
@@ -1021,6 +1049,13 @@ class GrantMoneyMachine(RuleBasedStateMachine):
         else:
             self._run(ledger, ledger.payment_failed, k, "rejected")
 
+    @rule(case=st.sampled_from(CASES), wallet=st.sampled_from(["+2250709998877", "+2250701112233"]))
+    def new_wallet(self, case, wallet):
+        """The beneficiary's payout changes: failed payments are re-issued to it (attempt 2, 3...)."""
+        ledger = self.ledgers[case]
+        self._run(ledger, ledger.update_beneficiary,
+                  {"case_id": case, "payout": {"method": "mobile_money", "provider": "mtn_momo_ci", "msisdn": wallet}})
+
     @rule(amount=st.integers(min_value=0, max_value=300_000))
     def raise_budget(self, amount):
         """Finance raises the budget; the waiter funds held grants in queue order, stopping at the first
@@ -1051,10 +1086,12 @@ class GrantMoneyMachine(RuleBasedStateMachine):
         tranches = [t for lg in self.ledgers.values() for t in lg.tranches.values()]
         reserved = sum(t.programme_minor for t in tranches if t.status == "planned" and t.reserve_id)
         spent = sum(t.programme_minor for t in tranches if t.status in _HOLDING)
-        assert self.bank.available() == self.funded - reserved - spent
+        waiting = sum(t.programme_minor for t in tranches if t.status == "failed")  # committed, to re-issue
+        assert self.bank.available() == self.funded - reserved - spent - waiting
         commitment = self.bank.balance(COMMITMENT)
         assert commitment.credits_pending == reserved
-        assert commitment.credits_posted == commitment.debits_posted  # everything released was converted out
+        # Everything released was converted out, but what failed came back to wait for its re-issue.
+        assert commitment.credits_posted - commitment.debits_posted == waiting
         for currency in ("XOF", "XAF", "GNF"):
             owed = sum(t.payout_minor for t in tranches if t.status in _OWING and t.payout_currency == currency)
             paid = sum(t.payout_minor for t in tranches if t.status == "settled" and t.payout_currency == currency)

@@ -62,6 +62,9 @@ ALL_RULES = frozenset({
 })
 
 
+PAYEE = "Awa Traoré"  # intake's contact.payee_name: the account holder or pickup recipient of payments
+
+
 def identity_hash(label: str) -> str:
     """A stand-in for intake's keyed hash: 64 hex characters, one per label."""
     return hashlib.sha256(label.encode()).hexdigest()
@@ -74,14 +77,17 @@ def identity(person: str = "awa") -> dict[str, str]:
 def accepted(case_id: str = CASE, *, program_code: str = MA, host_country: str | None = None,
              origin_country: str | None = None, vulnerabilities: Iterable[str] = (), consent: bool = True,
              date_of_birth: str | None = ADULT_DOB, person: str = "awa", ident: dict | None = None,
-             phone: str | None = "+2250701020304", language: str | None = "fr") -> dict[str, Any]:
-    """The minimised case intake forwards on `case.accepted`."""
+             phone: str | None = "+2250701020304", language: str | None = "fr",
+             payee_name: str | None = PAYEE) -> dict[str, Any]:
+    """The minimised case intake forwards on `case.accepted`; payee_name=None: as intake sent it before
+    it forwarded the payee's name."""
     default_host, default_origin = ("LY", "NG") if program_code == LY else ("MA", "CI")
     return {
         "case_id": case_id, "program_code": program_code,
         "host_country": host_country or default_host, "origin_country": origin_country or default_origin,
         "household_size": 3, "vulnerabilities": list(vulnerabilities), "consent": consent,
-        "contact": {"phone": phone, "preferred_language": language},
+        "contact": {"phone": phone, "preferred_language": language,
+                    **({"payee_name": payee_name} if payee_name is not None else {})},
         "source": "urn:casesys:ma-rabat", "date_of_birth": date_of_birth,
         "identity": ident if ident is not None else identity(person),
         "upstream_event": {"source": "urn:casesys:ma-rabat", "id": f"ev-reg-{case_id}",

@@ -29,6 +29,7 @@ from eligibility_support import (
     CASE,
     CASE_REJECTED_T,
     MA,
+    PAYEE,
     PLAN,
     PROGRAMMES,
     REJECTED_T,
@@ -95,7 +96,7 @@ def test_an_approval_emits_the_status_the_grant_and_one_notice():
     [(down_type, grant)] = out.downstream
     assert down_type == GRANT_APPROVED
     assert grant == {"case_id": CASE, "program_code": MA, "plan": plan(), "programme_version": version,
-                     "contact": {"phone": "+2250701020304", "preferred_language": "fr"},
+                     "contact": {"phone": "+2250701020304", "preferred_language": "fr", "payee_name": PAYEE},
                      "programme_total": {"amount": "1500.00", "currency": "EUR"},
                      # What disbursement needs for the money: the budget to open the programme with,
                      # its currency, and where the person returned (the payout's country by default).
@@ -175,7 +176,8 @@ def test_the_notice_goes_to_the_contact_updated_before_the_decision():
     out = apply_event(case, PLAN_APPROVED, plan(), ctx)
     [notice] = out.notices
     assert (notice["phone"], notice["language"]) == ("+2250709998877", "en")
-    assert out.downstream[0][1]["contact"] == {"phone": "+2250709998877", "preferred_language": "en"}
+    assert out.downstream[0][1]["contact"] == {"phone": "+2250709998877", "preferred_language": "en",
+                                               "payee_name": PAYEE}
 
 
 def test_a_beneficiary_update_is_forwarded_with_the_merged_contact():
@@ -186,7 +188,42 @@ def test_a_beneficiary_update_is_forwarded_with_the_merged_contact():
     [(type_, data)] = out.downstream
     assert type_ == CONTACT_UPDATED
     assert data["payout"] == update["payout"]
-    assert data["contact"] == {"phone": "+2250709998877", "preferred_language": "fr"}
+    assert data["contact"] == {"phone": "+2250709998877", "preferred_language": "fr", "payee_name": PAYEE}
+
+
+def test_a_beneficiary_update_keeps_the_payee_name_for_later_payments():
+    case, ctx = CaseFile(case_id=CASE), context()
+    decide(ctx=ctx, case=case)
+    out = apply_event(case, BENEFICIARY_UPDATED, sample_beneficiary_updated(CASE, phone=None, preferred_language="ar"),
+                      ctx)
+    assert out.downstream[0][1]["contact"] == {"phone": "+2250701020304", "preferred_language": "ar",
+                                               "payee_name": PAYEE}
+    assert case.contact["payee_name"] == PAYEE
+    # The revision after it forwards the same contact to disbursement.
+    revision = plan([cash("c1", "300.00"), component("c2", "1200.00", tranches=((60, "on_approval"), (40, M))),
+                     component("c4", "100.00", category="education")], upstream_id="ev-plan-2")
+    [(down_type, down)] = apply_event(case, PLAN_APPROVED, revision, ctx).downstream
+    assert down_type == PLAN_REVISED and down["contact"] == case.contact
+
+
+def test_an_update_before_the_case_is_accepted_keeps_the_payee_name_intake_sends():
+    case, ctx = CaseFile(case_id=CASE), context()
+    apply_event(case, BENEFICIARY_UPDATED, {"case_id": CASE, "phone": "+2250709998877"}, ctx)
+    apply_event(case, CASE_ACCEPTED, accepted(language="en"), ctx)
+    assert case.contact == {"phone": "+2250709998877", "preferred_language": "en", "payee_name": PAYEE}
+    apply_event(case, BENEFICIARY_UPDATED, {"case_id": CASE, "preferred_language": "fr"}, ctx)
+    [_, out] = [apply_event(case, RETURN_COMPLETED, returned(), ctx), apply_event(case, PLAN_APPROVED, plan(), ctx)]
+    [(down_type, grant)] = out.downstream
+    assert down_type == GRANT_APPROVED
+    assert grant["contact"] == {"phone": "+2250709998877", "preferred_language": "fr", "payee_name": PAYEE}
+
+
+def test_a_case_accepted_without_a_payee_name_keeps_a_contact_without_one():
+    # Cases intake accepted before it forwarded the name: nothing is invented for them.
+    case, ctx = CaseFile(case_id=CASE), context()
+    decide(accepted(payee_name=None), ctx=ctx, case=case)
+    out = apply_event(case, BENEFICIARY_UPDATED, sample_beneficiary_updated(CASE), ctx)
+    assert out.downstream[0][1]["contact"] == {"phone": "+2250709998877", "preferred_language": "fr"}
 
 
 def test_the_case_file_round_trips_through_json():

@@ -146,7 +146,7 @@ def test_accepted_case_keeps_what_later_steps_need():
         "date_of_birth": "1994-03-02",
         "vulnerabilities": ["unaccompanied_minor", "single_parent"],
         "consent": True,
-        "contact": {"phone": "+2250701020304", "preferred_language": "ar"},
+        "contact": {"phone": "+2250701020304", "preferred_language": "ar", "payee_name": "Awa Traoré"},
         "identity": IDENTITY,
         "upstream_event": {"source": OWNER, "id": "ev-1", "type": CASE_REGISTERED},
     }
@@ -154,10 +154,12 @@ def test_accepted_case_keeps_what_later_steps_need():
     assert all(len(h) == 64 and h == h.lower() and int(h, 16) >= 0 for h in case["identity"].values())
 
 
-def test_accepted_case_drops_identifying_data():
+def test_accepted_case_drops_identifying_data_and_names_the_person_only_as_payee():
     case = minimised(copy.deepcopy(REGISTERED))
+    payee = case["contact"].pop("payee_name")
+    assert payee == "Awa Traoré"  # a bank transfer's account holder, a cash pickup's recipient
     text = json.dumps(case, ensure_ascii=False)
-    for secret in ("Awa Traoré", "CI-A1234567", "CIA1234567", "P-88412", "88412"):
+    for secret in ("Awa Traoré", "Awa", "CI-A1234567", "CIA1234567", "P-88412", "88412"):
         assert secret not in text
     for key in ("full_name", "document_number", "person_id", "beneficiary", "email", "sex", "nationality"):
         assert key not in text
@@ -168,9 +170,15 @@ def test_accepted_case_without_consent_or_vulnerabilities_or_phone():
     case = minimised(data)
     assert case["consent"] is False
     assert case["vulnerabilities"] == []
-    assert case["contact"] == {"phone": None, "preferred_language": "fr"}
+    assert case["contact"] == {"phone": None, "preferred_language": "fr", "payee_name": "Awa Traoré"}
     data.pop("vulnerabilities")
     assert minimised(data)["vulnerabilities"] == []
+
+
+def test_the_payee_name_is_the_registered_name_as_written():
+    # Banks compare it with the account holder: no trimming of accents, case or spacing.
+    data = samples.sample_case_registered("C-1", full_name="N'Guessan Aya-Marie KOUASSI")
+    assert minimised(data)["contact"]["payee_name"] == "N'Guessan Aya-Marie KOUASSI"
 
 
 def test_accepted_case_does_not_share_lists_or_dicts_with_its_inputs():

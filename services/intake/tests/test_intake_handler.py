@@ -154,7 +154,7 @@ def upstream_of(event: dict) -> dict:
 # --- the accepted case ------------------------------------------------------------------------
 
 
-async def test_the_accepted_case_carries_source_birth_date_and_identity_hashes_only(pool, case_id):
+async def test_the_accepted_case_carries_source_birth_date_identity_hashes_and_the_payee_name_only(pool, case_id):
     registration = registered(case_id, person_id="P-77", document_number="ci-a 99.8877", full_name="Zélie Q")
     batch = await run(pool, registration)
 
@@ -168,7 +168,12 @@ async def test_the_accepted_case_carries_source_birth_date_and_identity_hashes_o
     assert case["upstream_event"] == upstream_of(registration)
     assert set(case) == {"case_id", "program_code", "source", "host_country", "origin_country", "household_size",
                          "date_of_birth", "vulnerabilities", "consent", "contact", "identity", "upstream_event"}
-    text = json.dumps(batch.forwarded() + batch.statuses(), ensure_ascii=False)
+    # The name goes on only as the payee of payments; upstream's statuses never carry it.
+    assert case["contact"]["payee_name"] == "Zélie Q"
+    forwarded = batch.forwarded()
+    for event in forwarded:
+        event["data"].get("contact", {}).pop("payee_name", None)
+    text = json.dumps(forwarded + batch.statuses(), ensure_ascii=False)
     for secret in ("P-77", "ci-a 99.8877", "CIA998877", "Zélie Q"):
         assert secret not in text
     assert [s["type"] for s in batch.statuses()] == [CASE_ACCEPTED]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
+import notifications
 import pytest
 from notifications.adapters.sms_gateway import FileSmsGateway, Sms
 from notifications.app import load_templates
@@ -13,6 +17,11 @@ CASE = "MA-2026-000123"
 PLAN_TOTAL = {"plan_total": {"amount": "1500.00", "currency": "EUR"}}
 SETTLED = {"amount": {"amount": "720.00", "currency": "EUR"}, "reference": "RG-0123456789abcdef01234567",
            "component_id": "c2", "tranche_seq": 1}
+# As disbursement asks for them (domain/case.py `_notify`): the paid amount, the reference, the tranche.
+REF = "RG-89abcdef0123456789abcdef"
+PICKUP = {"amount": {"amount": "250000", "currency": "XAF"}, "reference": REF, "component_id": "c1",
+          "tranche_seq": 1, "pickup_code": "0042-7781"}
+FAILED = {"amount": {"amount": "196787", "currency": "XOF"}, "reference": REF, "component_id": "c1", "tranche_seq": 1}
 
 
 # --- rendering --------------------------------------------------------------------------------
@@ -44,6 +53,75 @@ def test_payment_settled_in_each_language(language, expected):
     assert render(TEMPLATES, "payment_settled", language, CASE, SETTLED) == (language, expected)
 
 
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("fr", f"Votre argent est prêt au retrait : 250{NNBSP}000 XAF. Code de retrait : 0042-7781 (réf. {REF}). "
+               f"Ne le communiquez à personne. Dossier {CASE}."),
+        ("en", f"Your cash is ready for pickup: 250,000 XAF. Pickup code: 0042-7781 (ref. {REF}). "
+               f"Do not share it with anyone. Case {CASE}."),
+        ("ar", f"أموالك جاهزة للاستلام: 250,000 XAF. رمز الاستلام: 0042-7781 (مرجع {REF}). "
+               f"لا تشاركه مع أي شخص. الملف {CASE}."),
+    ],
+)
+def test_pickup_ready_in_each_language(language, expected):
+    assert render(TEMPLATES, "pickup_ready", language, CASE, PICKUP) == (language, expected)
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("fr", f"Le paiement de 196{NNBSP}787 XOF (réf. {REF}) n'a pas pu être effectué. "
+               f"Votre conseiller vous contactera. Dossier {CASE}."),
+        ("en", f"The payment of 196,787 XOF (ref. {REF}) could not be made. Your caseworker will contact you. "
+               f"Case {CASE}."),
+        ("ar", f"تعذر إجراء الدفعة 196,787 XOF (مرجع {REF}). سيتصل بك الموظف المكلف بملفك. الملف {CASE}."),
+    ],
+)
+def test_payment_failed_in_each_language(language, expected):
+    assert render(TEMPLATES, "payment_failed", language, CASE, FAILED) == (language, expected)
+
+
+@pytest.mark.parametrize("code", ["0042-7781", "00123456", "1234567", "1234567.50", "A1B2 C3D4", "x7{0}y", "٠١٢٣"])
+@pytest.mark.parametrize("language", ["fr", "en", "ar", None])
+def test_a_pickup_code_is_written_exactly_as_issued(code, language):
+    # Never grouped like an amount, never masked like a phone, leading zeros and braces kept.
+    used, text = render(TEMPLATES, "pickup_ready", language, CASE, {**PICKUP, "pickup_code": code})
+    label = {"fr": "Code de retrait : ", "en": "Pickup code: ", "ar": "رمز الاستلام: "}[used]
+    assert f"{label}{code} (" in text
+    assert "•" not in text
+
+
+async def test_the_sms_gateway_writes_the_pickup_code_unmasked(tmp_path):
+    # The file gateway stands in for the SMS itself: the beneficiary must get the code whole.
+    _, text = render(TEMPLATES, "pickup_ready", "fr", CASE, PICKUP)
+    path = tmp_path / "outbox.log"
+    await FileSmsGateway(path).send([sms("n-1", text=text)])
+    [line] = lines(path)
+    assert line.endswith(text) and "0042-7781" in line
+
+
+def test_a_pickup_notice_without_its_code_is_not_rendered():
+    # A pickup SMS without the code is useless: the handler dead-letters it (unrenderable_notice).
+    with pytest.raises(KeyError, match="pickup_code"):
+        render(TEMPLATES, "pickup_ready", "fr", CASE, {k: v for k, v in PICKUP.items() if k != "pickup_code"})
+
+
+async def test_rendering_and_sending_log_nothing(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    _, text = render(TEMPLATES, "pickup_ready", "en", CASE, PICKUP)
+    await FileSmsGateway(tmp_path / "outbox.log").send([sms("n-1", text=text)])
+    assert all("0042-7781" not in r.getMessage() for r in caplog.records)
+
+
+def test_the_notifications_service_has_no_logger_that_could_write_a_text():
+    # The rendered text holds pickup codes: it goes to the notices table and the gateway, never to logs.
+    package = Path(notifications.__file__).parent
+    for module in package.rglob("*.py"):
+        source = module.read_text(encoding="utf-8")
+        assert "import logging" not in source and "getLogger" not in source and "print(" not in source, module
+
+
 @pytest.mark.parametrize("language", [None, "de", "", "FR", "sw"])
 def test_unknown_language_falls_back_to_the_configured_language(language):
     used, text = render(TEMPLATES, "payment_settled", language, CASE, SETTLED)
@@ -57,7 +135,8 @@ def test_fallback_language_comes_from_the_templates():
 
 
 def test_every_shipped_template_renders_without_leftover_placeholders():
-    params = {"eligibility_approved": PLAN_TOTAL, "payment_settled": SETTLED}
+    params = {"eligibility_approved": PLAN_TOTAL, "payment_settled": SETTLED, "pickup_ready": PICKUP,
+              "payment_failed": FAILED}
     assert set(TEMPLATES.by_kind) == set(params)
     for kind, texts in TEMPLATES.by_kind.items():
         assert {"fr", "en", "ar"} <= set(texts)

@@ -141,12 +141,18 @@ class _Tranche(_Status):
         description="The payment's idempotency reference; null for a tranche cancelled before its release."
     )
     vendor_id: str | None = Field(default=None, description="For in_kind components.")
+    previous_reference: str | None = Field(
+        default=None, description="On a re-issued payment (attempt 2, 3...): the reference of the attempt that "
+        "failed before it. `reference` is then `<first reference>-<attempt>`.")
+    attempt: int | None = Field(default=None, description="The payment attempt, when more than the first.")
 
 
 class TrancheReleased(_Tranche):
-    """The tranche is due (on approval, or its milestone was verified)."""
+    """The tranche is due (on approval, or its milestone was verified), or a failed payment is
+    re-issued to a new payout (`reason` `reissued`, with `previous_reference`)."""
 
     status: Literal["tranche_released"]
+    reason: str | None = None
 
 
 class PaymentSent(_Tranche):
@@ -188,9 +194,12 @@ class TrancheCancelled(_Tranche):
 
 
 class TrancheHeld(_Tranche):
-    """A due tranche waits instead of being paid at a guessed rate: no rate is loaded for its payout
-    currency (`exchange_rate_missing`), or the payout's country has no known currency. It is released
-    as soon as finance loads the rate."""
+    """A tranche waits, saying why: no rate is loaded for its payout currency (`exchange_rate_missing`,
+    released as soon as finance loads one), the payout's country has no known currency, the payout names
+    no provider Reintegra pays through (`provider_unknown`, `provider_kind_mismatch`, `payout_missing`:
+    released after a `beneficiary.updated` with a usable payout), the provider never told the outcome of
+    the payment by the deadline (`payment_outcome_unresolved`) or settled another amount than instructed
+    (`settlement_mismatch`): both are finance exceptions, never resent on their own."""
 
     status: Literal["tranche_held"]
     reason: str

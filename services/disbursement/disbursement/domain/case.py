@@ -31,6 +31,15 @@ from disbursement.domain.currency import (
     payout_country,
 )
 from disbursement.domain.grant_money import MoneyContext
+from disbursement.domain.three_way_match import (
+    Delivery,
+    Invoice,
+    MatchResult,
+    PurchaseOrder,
+    invoice_key,
+    match,
+    purchase_order_number,
+)
 from disbursement.domain.tranche import (
     CANCELLABLE,
     DONE,
@@ -51,6 +60,10 @@ _STILL_DELIVERABLE = {"ordered", "delivered"}
 BUDGET_EXHAUSTED = "budget_exhausted"
 EXCHANGE_RATE_MISSING = "exchange_rate_missing"
 PAYOUT_CURRENCY_UNKNOWN = "payout_currency_unknown"
+PROVIDER_UNKNOWN = "provider_unknown"
+INVOICE_MISMATCH = "invoice_mismatch"  # the delivery's invoice does not match the order: finance looks
+PAYMENT_OUTCOME_UNRESOLVED = "payment_outcome_unresolved"  # no outcome by the deadline: finance looks
+SETTLEMENT_MISMATCH = "settlement_mismatch"  # settled for another amount than instructed: finance looks
 # Released money that is still owed to a payee: cancelling or failing it returns it to the budget.
 _OWED = {"released", "sending", "sent", "ordered"}
 
@@ -78,6 +91,7 @@ class CaseLedger:
     cause: str = ""
     actor: str = ""
     hold_order: int = 0  # when the grant was held in this transaction (queue order)
+    exceptions: list[dict[str, Any]] = field(default_factory=list)  # for finance (payment_store.raise_exceptions)
 
     def act(self, cause: str, actor: str) -> None:
         """Who and what the next changes are attributed to (the event id, its author)."""
@@ -222,8 +236,13 @@ class CaseLedger:
         if data.get("contact"):
             self.facts.grant["contact"] = data["contact"]
         self.facts_changed = True
-        if data.get("payout") and self.plan_id is not None:
+        if data.get("payout") and self.plan_id is not None and not self.facts.withdrawn:
             self._release_due()  # a tranche waiting for a payout currency may now have one
+            for tranche in self._ordered():
+                # Known to have failed, and the payout it was sent to is not the new one: re-issue.
+                if (tranche.status == "failed" and tranche.plan_id == self.plan_id
+                        and tranche.sent_payout != data["payout"]):
+                    self._reissue(tranche)
 
     # --- results from the payment provider -----------------------------------------------
     def payment_sent(self, key: TrancheKey, transfer_id: str | None) -> None:
@@ -241,23 +260,54 @@ class CaseLedger:
         if tranche.status == "sent":
             if tranche.in_ledger and self.money is not None:
                 grant_money.settle(self.money, tranche)
+            tranche.hold_reason = None
             self._set(tranche, "settled", PAYMENT_SETTLED)
-            contact = (self.facts.grant or {}).get("contact") or {}
-            self.notices.append({
-                "kind": "payment_settled", "case_id": self.case_id, "phone": contact.get("phone"),
-                "language": contact.get("preferred_language"),
-                "params": {"amount": tranche.paid_money().to_contract(), "reference": tranche.reference,
-                           "component_id": tranche.component_id, "tranche_seq": tranche.seq},
-            })
+            self._notify("payment_settled", tranche)
             self._check_completed()
 
+    def pickup_ready(self, key: TrancheKey, pickup_code: str) -> None:
+        """A cash pickup is waiting at the provider's agents: the beneficiary gets its code by SMS."""
+        self._notify("pickup_ready", self.tranches[key], pickup_code=pickup_code)
+
+    def _notify(self, kind: str, tranche: Tranche, **params: Any) -> None:
+        if tranche.modality != "cash":
+            return  # a vendor's payment is no news for the beneficiary's phone
+        contact = (self.facts.grant or {}).get("contact") or {}
+        self.notices.append({
+            "kind": kind, "case_id": self.case_id, "phone": contact.get("phone"),
+            "language": contact.get("preferred_language"),
+            "params": {"amount": tranche.paid_money().to_contract(), "reference": tranche.payment_ref,
+                       "component_id": tranche.component_id, "tranche_seq": tranche.seq, **params},
+        })
+
     def payment_failed(self, key: TrancheKey, reason: str) -> None:
+        """The provider reported the payment failed (or refused it before executing anything): the
+        money waits in the commitment; the caseworker (payment.failed upstream) and the beneficiary
+        are told; a payout changed since it was sent is tried at once under a new reference."""
         tranche = self.tranches[key]
         if tranche.status in ("released", "sending", "sent"):
             tranche.failure_reason = reason
             if tranche.in_ledger and self.money is not None:
-                grant_money.give_back(self.money, tranche)  # the money goes back to the budget
+                grant_money.unpay(self.money, tranche)
             self._set(tranche, "failed", PAYMENT_FAILED, reason=reason)
+            self._notify("payment_failed", tranche)
+            payout = (self.facts.grant or {}).get("payout")
+            if payout and tranche.sent_payout is not None and payout != tranche.sent_payout:
+                self._reissue(tranche)
+
+    def payment_unresolved(self, key: TrancheKey, message: str) -> None:
+        """No outcome known by the deadline: nothing is resent; the tranche waits for finance."""
+        tranche = self.tranches[key]
+        if tranche.status in ("sending", "sent"):
+            self._wait(tranche, PAYMENT_OUTCOME_UNRESOLVED, message)
+
+    def settlement_mismatch(self, key: TrancheKey, message: str) -> None:
+        """The provider settled another amount or currency than instructed: held for finance."""
+        tranche = self.tranches[key]
+        if tranche.status == "sending":
+            self._set(tranche, "sent", PAYMENT_SENT)
+        if tranche.status == "sent":
+            self._wait(tranche, SETTLEMENT_MISMATCH, message)
 
     # --- budget and rates ----------------------------------------------------------------
     def fund_held(self) -> bool:
@@ -368,15 +418,65 @@ class CaseLedger:
 
     def _apply_deliveries(self) -> None:
         for tranche in self._ordered():
-            if tranche.status == "ordered" and self.facts.delivery_of(tranche.plan_id, tranche.component_id, tranche.seq):
+            delivery = self.facts.delivery_of(tranche.plan_id, tranche.component_id, tranche.seq)
+            if tranche.status == "ordered" and delivery:
+                if self._vendor_paid_after_match(tranche) and not self._matched(tranche, delivery):
+                    continue
                 self._set(tranche, "delivered", INKIND_DELIVERED)
         self._check_completed()
+
+    def _vendor_paid_after_match(self, tranche: Tranche) -> bool:
+        """In the ledger, with vendors known: the order is matched and the vendor paid for it."""
+        return tranche.in_ledger and self.money is not None and self.money.vendors is not None
+
+    def _matched(self, tranche: Tranche, delivery: dict[str, Any]) -> bool:
+        """Three-way match of order, delivery and invoice; a match owes the vendor the invoice (the
+        rest of the order back to the budget), a mismatch holds the tranche for finance, saying why."""
+        assert self.money is not None
+        order = purchase_order(tranche)
+        invoice = delivery.get("invoice") or None
+        parsed = None
+        if invoice:
+            try:
+                amount = invoice.get("amount") or {}
+                parsed = Invoice(str(invoice.get("number") or ""), Money.parse(amount["amount"], amount["currency"]))
+            except (KeyError, TypeError, ValueError):
+                parsed = None
+        facts = Delivery(vendor_id=delivery.get("vendor_id") or "", plan_id=tranche.plan_id,
+                         component_id=tranche.component_id, tranche_seq=tranche.seq,
+                         delivered_at=str(delivery.get("delivered_at") or ""), invoice=parsed)
+        others = {key for key, reference in self.money.invoices.items() if reference != tranche.reference}
+        result = match(order, facts, others)
+        if invoice and parsed is None:
+            result = MatchResult(False, [{"code": "invoice_invalid", "field": "data.invoice",
+                                          "message": "the invoice has no readable number and amount"}])
+        if not result.matched:
+            message = "; ".join(r["message"] for r in result.reasons)
+            if tranche.hold_reason != INVOICE_MISMATCH:
+                self.exceptions.append({
+                    "kind": "invoice_mismatch", "provider": None, "reference": tranche.reference,
+                    "case_id": self.case_id,
+                    "details": {"purchase_order": order.order_number, "vendor_id": tranche.vendor_id,
+                                "order_amount": order.order_amount.to_contract(), "invoice": invoice,
+                                "delivered_by": delivery.get("vendor_id"), "reasons": result.reasons},
+                    "dedupe_key": f"invoice_mismatch:{tranche.reference}:{(invoice or {}).get('number')}"})
+            self._wait(tranche, INVOICE_MISMATCH, message, reasons=result.reasons)
+            return False
+        rest = result.remainder.minor if result.remainder is not None else 0
+        if rest:
+            grant_money.return_rest(self.money, tranche, rest)
+        tranche.payout_minor = result.payable.minor
+        number = invoice_key(tranche.vendor_id or "", parsed.number)
+        self.money.invoices[number] = tranche.reference
+        self.money.new_invoices.append((number[0], number[1], self.case_id, tranche.reference))
+        tranche.hold_reason = None
+        return True
 
     def _check_completed(self) -> None:
         tranches = self.tranches.values()
         if self.facts.completed or self.facts.withdrawn or not tranches:
             return
-        if all(t.status in DONE for t in tranches) and any(t.status != "cancelled" for t in tranches):
+        if all(self._done(t) for t in tranches) and any(t.status != "cancelled" for t in tranches):
             self.facts.completed = True
             self.facts_changed = True
             paid: dict[str, int] = {}
@@ -390,11 +490,20 @@ class CaseLedger:
                 "paid": [{"currency": cur, "amount_minor": minor} for cur, minor in sorted(paid.items())],
             }, None))
 
+    def _done(self, tranche: Tranche) -> bool:
+        """Settled or cancelled; an in-kind tranche delivered counts only where vendors are not paid
+        through Reintegra (outside the ledger): otherwise its vendor must be paid (settled) first."""
+        if tranche.status == "delivered":
+            return tranche.pay_via is None
+        return tranche.status in DONE
+
     def _cancel(self, tranche: Tranche, reason: str) -> None:
         """Cancel a tranche not paid yet; whatever it holds of the budget goes back."""
         if tranche.in_ledger and self.money is not None:
             if tranche.status == "planned" and tranche.reserve_id:
                 grant_money.unreserve(self.money, tranche)
+            elif tranche.status == "failed":
+                grant_money.uncommit(self.money, tranche)
             elif tranche.status in _OWED:
                 grant_money.give_back(self.money, tranche)
         self._set(tranche, "cancelled", TRANCHE_CANCELLED, reason=reason)
@@ -498,10 +607,34 @@ class CaseLedger:
         if tranche.modality == "cash":
             country = payout_country(payout, grant.get("country"))
             payee = payout.get("provider") or payout.get("method") or "unknown"
+            currency = currency_of_country(country)
+            pay_via = payout.get("provider")
+            if self.money.providers is not None:
+                route = self.money.providers.route(payout, country)
+                if route.provider is None:
+                    return self._wait(tranche, route.reason or PROVIDER_UNKNOWN, route.message)
+                # A wallet or account holds its provider's currency.
+                payee, currency = route.provider.name, route.provider.currency
+                pay_via = payee
         else:
             country = grant.get("country") or payout_country(payout, None)
             payee = f"vendor:{tranche.vendor_id}"
-        currency = currency_of_country(country)
+            currency = currency_of_country(country)
+            pay_via = None  # vendors not registered here: their payment happens outside Reintegra
+            if self.money.vendors is not None:
+                reason, message = self.money.vendors.check(tranche.vendor_id, tranche.category)
+                if reason is not None:
+                    return self._wait(tranche, reason, message)
+                vendor = self.money.vendors.get(tranche.vendor_id)
+                currency = vendor.currency  # a vendor invoices and is paid in its own currency
+                pay_via = vendor.bank.provider
+                if self.money.providers is not None:
+                    bank = {"method": "bank_transfer", "provider": vendor.bank.provider,
+                            "account_number": vendor.bank.iban or vendor.bank.account_number}
+                    route = self.money.providers.route(bank, vendor.country)
+                    if route.provider is None:
+                        return self._wait(tranche, route.reason or PROVIDER_UNKNOWN, route.message)
+                    pay_via = route.provider.name
         if currency is None:
             return self._wait(tranche, PAYOUT_CURRENCY_UNKNOWN, f"no currency is known for the payout country {country}")
         rate = self.money.rates.rate(tranche.currency, currency, self.money.today)
@@ -520,17 +653,34 @@ class CaseLedger:
         ledger_rate = self.money.rates.rate(tranche.programme_currency, currency, self.money.today)
         tranche.programme_rate = ledger_rate.text if ledger_rate is not None else rate.text
         tranche.rate_date = rate.effective_date.isoformat() if rate.effective_date else self.money.today.isoformat()
-        tranche.payee, tranche.hold_reason = payee, None
+        tranche.payee, tranche.pay_via, tranche.hold_reason = payee, pay_via, None
         return True
 
-    def _wait(self, tranche: Tranche, reason: str, message: str) -> bool:
+    def _reissue(self, tranche: Tranche) -> None:
+        """A failed payment tried again to the current payout, under a new reference linked to the
+        old one; its money is already committed (it waits there since the failure)."""
+        if tranche.modality != "cash" or (tranche.in_ledger and self.money is None):
+            return
+        if tranche.in_ledger:
+            assert self.money is not None
+            if not self._lock_payout(tranche):
+                return  # waits, saying why (an unknown provider, no rate); a later update tries again
+            if tranche.payout_currency == tranche.programme_currency:
+                tranche.payout_minor = tranche.programme_minor  # what the budget was charged, no more
+        tranche.attempt += 1
+        tranche.sent_payout, tranche.transfer_id, tranche.failure_reason = None, None, None
+        if tranche.in_ledger:
+            grant_money.reowe(self.money, tranche)
+        self._set(tranche, "released", TRANCHE_RELEASED, reason="reissued")
+
+    def _wait(self, tranche: Tranche, reason: str, message: str, *, reasons: list[dict[str, Any]] | None = None) -> bool:
         if tranche.hold_reason != reason:
             tranche.hold_reason = reason
             self.changed.add(tranche.key)
             self.transitions.append((tranche.key, tranche.status, tranche.status, reason, self.cause, self.actor))
             data = self._tranche_data(tranche, "tranche_held")
             data["reason"] = reason
-            data["reasons"] = [{"code": reason, "field": None, "message": message}]
+            data["reasons"] = reasons or [{"code": reason, "field": None, "message": message}]
             self.statuses.append((TRANCHE_HELD, data, tranche))
         return False
 
@@ -546,8 +696,11 @@ class CaseLedger:
             "case_id": self.case_id, "status": status,
             "plan_id": tranche.plan_id, "component_id": tranche.component_id, "tranche_seq": tranche.seq,
             "modality": tranche.modality, "category": tranche.category,
-            "amount": tranche.paid_money().to_contract(), "reference": tranche.reference,
+            "amount": tranche.paid_money().to_contract(), "reference": tranche.payment_ref,
         }
+        if tranche.previous_payment_ref:
+            data["previous_reference"] = tranche.previous_payment_ref
+            data["attempt"] = tranche.attempt
         programme_money = tranche.programme_money()
         if programme_money is not None:
             data["programme_amount"] = programme_money.to_contract()
@@ -557,6 +710,9 @@ class CaseLedger:
                                      "source": tranche.rate_source, "effective_date": tranche.rate_date}
         if tranche.vendor_id:
             data["vendor_id"] = tranche.vendor_id
+            if tranche.payout_minor is not None and tranche.status not in UNRELEASED:
+                data["purchase_order"] = purchase_order_number(tranche.case_id, tranche.plan_id,
+                                                               tranche.component_id, tranche.seq)
         return data
 
     def _set(self, tranche: Tranche, status: str, status_type: str, *, reason: str | None = None) -> None:
@@ -565,3 +721,13 @@ class CaseLedger:
         if reason:
             data["reason"] = reason
         self.statuses.append((status_type, data, tranche))
+
+
+def purchase_order(tranche: Tranche) -> PurchaseOrder:
+    """What was ordered from the vendor when the tranche was released, at its locked rate."""
+    return PurchaseOrder(
+        order_number=purchase_order_number(tranche.case_id, tranche.plan_id, tranche.component_id, tranche.seq),
+        case_id=tranche.case_id, plan_id=tranche.plan_id, component_id=tranche.component_id,
+        tranche_seq=tranche.seq, vendor_id=tranche.vendor_id or "", plan_amount=tranche.money(),
+        order_amount=tranche.paid_money(),
+        rate_text=tranche.rate if tranche.payout_currency != tranche.currency else None)

@@ -261,7 +261,7 @@ class RateBook:
 # --------------------------------------------------------------------------- conversion
 
 
-def _round_half_up(value: Fraction) -> int:
+def round_half_up(value: Fraction) -> int:
     """To the nearest integer, halves away from zero (ROUND_HALF_UP)."""
     magnitude = (abs(value.numerator) * 2 + value.denominator) // (2 * value.denominator)
     return magnitude if value >= 0 else -magnitude
@@ -280,7 +280,7 @@ def convert(money: Money, rate: LockedRate) -> Money:
     if rate.from_currency == rate.to_currency:
         return money
     # Integer arithmetic on the exact ratio (Fractions are slow on the hot path); the same result as
-    # _round_half_up(money.minor * rate.exact * 10 ** shift).
+    # round_half_up(money.minor * rate.exact * 10 ** shift).
     numerator, denominator = _ratio(rate.to_per_eur, rate.from_per_eur)
     shift = minor_units(rate.to_currency) - minor_units(money.currency)
     if shift >= 0:

@@ -9,6 +9,12 @@ released to what is owed to its payee (converted at the locked rate), paid, or r
     settled    settle:REF    payable → paid
     returned   return-out / return-fx-out + return-fx-in, then return:REF  returned → budget
     cancelled before release: void:REF
+    payment failed   unpay:REF   payable → commitment     (or unpay-fx-out + unpay-fx-in): the money
+                                                          waits for a re-issue, still committed
+    re-issued        owe:REF:aN  commitment → payable     (or fx-out:REF:aN + fx-in:REF:aN), attempt N
+    failed, then cancelled       return:REF  commitment → budget
+    invoiced below the order     rest-out:REF (or rest-fx-out + rest-fx-in), return-rest:REF: the
+                                 part of the order not invoiced goes back to the budget
 
 Each id is the transfer's idempotency key, so doing a step twice can only ever be a no-op.
 """
@@ -17,10 +23,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import date
+from fractions import Fraction
+from typing import TYPE_CHECKING
 
-from reintegra.money import Money
+from reintegra.money import Money, minor_units
 
-from disbursement.domain.currency import RateBook
+from disbursement.domain.currency import RateBook, rate_from_text, round_half_up
 from disbursement.domain.ledger import (
     PENDING,
     Books,
@@ -35,6 +43,10 @@ from disbursement.domain.ledger import (
 )
 from disbursement.domain.tranche import Tranche
 
+if TYPE_CHECKING:
+    from disbursement.domain.providers import ProviderDirectory
+    from disbursement.domain.vendors import VendorDirectory
+
 
 @dataclass
 class MoneyContext:
@@ -47,6 +59,13 @@ class MoneyContext:
     cause: str = ""
     actor: str = ""
     holds_made: int = 0  # grants held so far in this transaction, to queue them in that order
+    # The providers cash can be paid through (None: payouts are not routed, as before providers).
+    providers: ProviderDirectory | None = None
+    vendors: VendorDirectory | None = None  # who in-kind components can be ordered from
+    # Invoices already matched, (vendor, normalised number) → the tranche reference they paid; the
+    # matches made in this transaction are added, and stored by the repository.
+    invoices: dict[tuple[str, str], str] = field(default_factory=dict)
+    new_invoices: list[tuple[str, str, str, str]] = field(default_factory=list)  # vendor, number, case, reference
 
     def next_hold(self) -> int:
         self.holds_made += 1
@@ -182,3 +201,92 @@ def give_back(ctx: MoneyContext, t: Tranche) -> None:
     ctx.books.transfer(Transfer(f"return:{t.reference}", returned, f"budget:{t.programme_code}",
                                 t.programme_currency, p, kind="return", **common))
 
+
+
+def _attempt_suffix(t: Tranche) -> str:
+    return "" if t.attempt == 1 else f":a{t.attempt}"
+
+
+def _common(ctx: MoneyContext, t: Tranche) -> dict:
+    return {"programme": t.programme_code, "case_id": t.case_id, "reference": t.reference,
+            "cause": ctx.cause, "actor": ctx.actor}
+
+
+def unpay(ctx: MoneyContext, t: Tranche) -> None:
+    """The provider reported the payment failed: what was owed to the payee goes back to the
+    programme's commitment, at the rate it left with, to wait for a re-issue (or a cancellation)."""
+    p, x = t.programme_minor or 0, t.payout_minor or 0
+    if not (p or x):
+        return
+    sfx = _attempt_suffix(t)
+    commitment = ctx.books.open(commitment_account(t.programme_code, t.programme_currency)).id
+    payable = ctx.books.open(payable_account(t.payee, t.payout_currency)).id
+    if t.payout_currency == t.programme_currency:
+        ctx.books.transfer(Transfer(f"unpay:{t.reference}{sfx}", payable, commitment, t.payout_currency, x,
+                                    kind="unpay", **_common(ctx, t)))
+        return
+    fx_p = ctx.books.open(trading_account(t.programme_currency)).id
+    fx_x = ctx.books.open(trading_account(t.payout_currency)).id
+    conversion = {"conversion_id": f"unpay:{t.reference}{sfx}", "rate": t.programme_rate or t.rate, "kind": "convert"}
+    ctx.books.transfer(Transfer(f"unpay-fx-out:{t.reference}{sfx}", payable, fx_x, t.payout_currency, x,
+                                **conversion, **_common(ctx, t)))
+    ctx.books.transfer(Transfer(f"unpay-fx-in:{t.reference}{sfx}", fx_p, commitment, t.programme_currency, p,
+                                **conversion, **_common(ctx, t)))
+
+
+def reowe(ctx: MoneyContext, t: Tranche) -> None:
+    """A failed tranche re-issued (attempt N): what waits in the commitment is owed again, to the
+    payee and at the rate locked for this attempt."""
+    p, x = t.programme_minor or 0, t.payout_minor or 0
+    if not (p or x):
+        return
+    sfx = _attempt_suffix(t)
+    commitment = ctx.books.open(commitment_account(t.programme_code, t.programme_currency)).id
+    payable = ctx.books.open(payable_account(t.payee, t.payout_currency)).id
+    if t.payout_currency == t.programme_currency:
+        ctx.books.transfer(Transfer(f"owe:{t.reference}{sfx}", commitment, payable, t.payout_currency, x,
+                                    kind="owe", **_common(ctx, t)))
+        return
+    fx_p = ctx.books.open(trading_account(t.programme_currency)).id
+    fx_x = ctx.books.open(trading_account(t.payout_currency)).id
+    conversion = {"conversion_id": f"{t.reference}{sfx}", "rate": t.programme_rate or t.rate, "kind": "convert"}
+    ctx.books.transfer(Transfer(f"fx-out:{t.reference}{sfx}", commitment, fx_p, t.programme_currency, p,
+                                **conversion, **_common(ctx, t)))
+    ctx.books.transfer(Transfer(f"fx-in:{t.reference}{sfx}", fx_x, payable, t.payout_currency, x,
+                                **conversion, **_common(ctx, t)))
+
+
+def uncommit(ctx: MoneyContext, t: Tranche) -> None:
+    """A failed tranche cancelled (the case withdrawn): its committed money goes back to the budget."""
+    if t.programme_minor:
+        commitment = ctx.books.open(commitment_account(t.programme_code, t.programme_currency)).id
+        ctx.books.transfer(Transfer(f"return:{t.reference}", commitment, f"budget:{t.programme_code}",
+                                    t.programme_currency, t.programme_minor, kind="return", **_common(ctx, t)))
+
+
+def return_rest(ctx: MoneyContext, t: Tranche, rest_minor: int) -> int:
+    """A vendor invoiced less than the order: the rest of what was owed goes back to the budget,
+    converted back at the rate it left with. Returns the programme amount returned."""
+    if rest_minor <= 0:
+        return 0
+    returned = ctx.books.open(returned_account(t.programme_code, t.programme_currency)).id
+    payable = ctx.books.open(payable_account(t.payee, t.payout_currency)).id
+    if t.payout_currency == t.programme_currency:
+        back = rest_minor
+        ctx.books.transfer(Transfer(f"rest-out:{t.reference}", payable, returned, t.payout_currency, rest_minor,
+                                    kind="return", **_common(ctx, t)))
+    else:
+        # Payout units per programme unit, so the way back divides (minor units of each currency).
+        shift = minor_units(t.programme_currency) - minor_units(t.payout_currency)
+        back = round_half_up(rest_minor * Fraction(10) ** shift / rate_from_text(t.programme_rate or t.rate))
+        fx_p = ctx.books.open(trading_account(t.programme_currency)).id
+        fx_x = ctx.books.open(trading_account(t.payout_currency)).id
+        conversion = {"conversion_id": f"rest:{t.reference}", "rate": t.programme_rate or t.rate, "kind": "convert"}
+        ctx.books.transfer(Transfer(f"rest-fx-out:{t.reference}", payable, fx_x, t.payout_currency, rest_minor,
+                                    **conversion, **_common(ctx, t)))
+        ctx.books.transfer(Transfer(f"rest-fx-in:{t.reference}", fx_p, returned, t.programme_currency, back,
+                                    **conversion, **_common(ctx, t)))
+    if back:
+        ctx.books.transfer(Transfer(f"return-rest:{t.reference}", returned, f"budget:{t.programme_code}",
+                                    t.programme_currency, back, kind="return", **_common(ctx, t)))
+    return back

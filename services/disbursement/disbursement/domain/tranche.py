@@ -2,6 +2,8 @@
 
 Tranche statuses: held → planned → released → (cash) sending → sent → settled | failed
                                             → (in kind) ordered → delivered
+failed → released again (a re-issue, attempt 2, 3...) once the beneficiary's payout changed: a
+failed payment's money waits in the programme's commitment, it is never lost nor paid twice.
 `held`: approved, waiting for the programme's budget (not reserved); `planned`: reserved against the
 budget, waiting for its release (on approval, or a milestone); a due tranche whose payout currency has
 no rate stays `planned` with a `hold_reason` until finance loads one. held | planned | released |
@@ -22,9 +24,9 @@ from reintegra.contract.tranches import component_tranches
 from reintegra.money import Money
 
 ON_APPROVAL = "on_approval"
-CANCELLABLE = {"held", "planned", "released", "ordered"}
+CANCELLABLE = {"held", "planned", "released", "ordered", "failed"}
 UNRELEASED = {"held", "planned"}
-DONE = {"settled", "delivered", "cancelled"}
+DONE = {"settled", "cancelled"}  # and "delivered" for in kind outside the ledger (CaseLedger._done)
 # Milestones or deliveries stored, before any grant, by a version that did not record their plan:
 # they belong to whichever plan the grant is approved with. Plan ids are never empty.
 ANY_PLAN = ""
@@ -69,10 +71,28 @@ class Tranche:
     payee: str | None = None  # the provider (cash) or vendor:<id> (in kind) the money is owed through
     hold_reason: str | None = None  # why a due or approved tranche waits (budget_exhausted, exchange_rate_missing)
     reserve_id: str | None = None  # the pending transfer that reserved it
+    # Payment attempts: 1, then 2, 3... for each re-issue after a failure (see payment_ref).
+    attempt: int = 1
+    sent_payout: dict[str, Any] | None = None  # the payout the current attempt was sent to (frozen at claim)
+    pay_via: str | None = None  # the provider the money goes through (the vendor's bank for in kind)
 
     @property
     def key(self) -> TrancheKey:
         return self.plan_id, self.component_id, self.seq
+
+    @property
+    def payment_ref(self) -> str | None:
+        """The reference of the current payment attempt, sent to the provider: the tranche's own
+        reference first, `REF-2`, `REF-3`... for re-issues (the ledger keeps the tranche's)."""
+        if self.reference is None or self.attempt == 1:
+            return self.reference
+        return f"{self.reference}-{self.attempt}"
+
+    @property
+    def previous_payment_ref(self) -> str | None:
+        if self.reference is None or self.attempt == 1:
+            return None
+        return self.reference if self.attempt == 2 else f"{self.reference}-{self.attempt - 1}"
 
     @property
     def in_ledger(self) -> bool:

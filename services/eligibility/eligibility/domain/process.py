@@ -97,7 +97,10 @@ def apply_event(case: CaseFile, event_type: str, data: dict[str, Any], ctx: Cont
     elif event_type == PLAN_APPROVED:
         _plan(case, data, ctx, out)
     elif event_type == BENEFICIARY_UPDATED:
+        # Only phone and language change here; the rest of the contact (the payee's name that payments
+        # need) stays as intake sent it.
         case.contact = {
+            **case.contact,
             "phone": data.get("phone") or case.contact.get("phone"),
             "preferred_language": data.get("preferred_language") or case.contact.get("preferred_language"),
         }

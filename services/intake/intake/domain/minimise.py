@@ -2,7 +2,9 @@
 
 Later steps need the programme, the countries, consent and vulnerabilities, the date of birth
 (the age rule) and keyed hashes of the identity (people already assisted), all for eligibility,
-and a way to reach the beneficiary (notifications). Name, document number and person id stay out.
+and a way to reach the beneficiary (notifications). Document number and person id stay out. The
+name leaves intake only as the payee of payments (`contact.payee_name`): a bank transfer needs its
+account holder and a cash pickup its recipient; nothing is decided on it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def accepted_case(data: dict[str, Any], source: str, identity: dict[str, str],
         "contact": {
             "phone": beneficiary.get("phone"),
             "preferred_language": beneficiary.get("preferred_language"),
+            "payee_name": beneficiary["full_name"],
         },
         "identity": {"document": identity["document"], "person": identity["person"]},
         "upstream_event": dict(upstream_event),
