@@ -103,10 +103,11 @@ def contract_example_events(case_id: str, run_id: str, phone: str) -> list[dict]
         ce(RETURN_COMPLETED, case_id, samples.sample_return_completed(case_id)),
         ce(PLAN_APPROVED, case_id, samples.sample_plan_approved(
             case_id, plan_id, payout=samples.mobile_money_payout(phone))),
-        ce(DELIVERY_CONFIRMED, case_id, samples.sample_delivery_confirmed(case_id, plan_id)),
+        ce(DELIVERY_CONFIRMED, case_id, samples.sample_delivery_confirmed(
+            case_id, plan_id, invoice_number=f"INV-{case_id}-1")),
         ce(MILESTONE_VERIFIED, case_id, samples.sample_milestone_verified(case_id, plan_id)),
         ce(DELIVERY_CONFIRMED, case_id, samples.sample_delivery_confirmed(
-            case_id, plan_id, tranche_seq=2, amount="480.00", invoice_number="INV-2")),
+            case_id, plan_id, tranche_seq=2, amount="480.00", invoice_number=f"INV-{case_id}-2")),
     ]
 
 
@@ -256,8 +257,9 @@ async def test_binary_mode_events_are_applied_like_structured_ones(stack, run_id
     ids = watcher.observed.status_ids
     for case_id in (binary_case, structured_case):
         counts = {status: len(ids[case_id][status]) for status in ids[case_id]}
-        assert counts == {"case.accepted": 1, "eligibility.approved": 1, "tranche.released": 3, "payment.sent": 1,
-                          "payment.settled": 1, "inkind.ordered": 2, "inkind.delivered": 2,
+        # payment.sent/settled: the cash, then the vendor paid for each delivered in-kind tranche
+        assert counts == {"case.accepted": 1, "eligibility.approved": 1, "tranche.released": 3, "payment.sent": 3,
+                          "payment.settled": 3, "inkind.ordered": 2, "inkind.delivered": 2,
                           "grant.completed": 1}, (case_id, counts)
     # 300 EUR cash for each of the two cases, paid in XOF to wallets in Côte d'Ivoire (196,787 each)
     assert watcher.observed.paid() == {"XOF": "393574"}
@@ -268,7 +270,7 @@ async def test_binary_mode_events_are_applied_like_structured_ones(stack, run_id
     structured_tranches = await tranches_of(stack, structured_case)
     assert {k: (t["status"], t["amount_minor"]) for k, t in binary_tranches.items()} == \
         {k: (t["status"], t["amount_minor"]) for k, t in structured_tranches.items()} == {
-            ("c1", 1): ("settled", 30000), ("c2", 1): ("delivered", 72000), ("c2", 2): ("delivered", 48000)}
+            ("c1", 1): ("settled", 30000), ("c2", 1): ("settled", 72000), ("c2", 2): ("settled", 48000)}  # the vendor paid
 
 
 # --------------------------------------------------------------------------- 2. trace context
@@ -436,10 +438,11 @@ async def test_events_before_their_case_are_parked_then_applied_when_it_arrives(
     assert await parked_of(stack, case_id) == []
     ids = watcher.observed.status_ids[case_id]
     assert {s: len(v) for s, v in ids.items()} == {
-        "case.accepted": 1, "eligibility.approved": 1, "tranche.released": 3, "payment.sent": 1,
-        "payment.settled": 1, "inkind.ordered": 2, "inkind.delivered": 2, "grant.completed": 1}
+        "case.accepted": 1, "eligibility.approved": 1, "tranche.released": 3, "payment.sent": 3,
+        "payment.settled": 3, "inkind.ordered": 2, "inkind.delivered": 2, "grant.completed": 1}
+    # Every tranche settled: the cash to the beneficiary, the kit's two tranches to its vendor.
     assert {k: t["status"] for k, t in (await tranches_of(stack, case_id)).items()} == {
-        ("c1", 1): "settled", ("c2", 1): "delivered", ("c2", 2): "delivered"}
+        ("c1", 1): "settled", ("c2", 1): "settled", ("c2", 2): "settled"}
 
 
 async def _parked_count(stack, case_id: str, expected: int) -> bool:
@@ -501,8 +504,14 @@ async def test_intake_forwards_source_birth_date_and_identity_hashes_and_names_e
     assert case["identity"] == {"document": document_hash(key, beneficiary["document_number"]),
                                 "person": person_hash(key, samples.DEFAULT_SOURCE, beneficiary["person_id"])}
     assert all(re.fullmatch("[0-9a-f]{64}", h) for h in case["identity"].values())
+    # The name leaves intake only as the payee of payments (a bank account holder, a cash pickup's
+    # recipient); the document number and person id never do.
+    assert case["contact"]["payee_name"] == beneficiary["full_name"]
     for record in forwarded[:1]:
-        for secret in (beneficiary["full_name"], beneficiary["document_number"], beneficiary["person_id"]):
+        without_payee = json.dumps({**case, "contact": {k: v for k, v in case["contact"].items()
+                                                         if k != "payee_name"}}, ensure_ascii=False)
+        assert beneficiary["full_name"] not in without_payee
+        for secret in (beneficiary["document_number"], beneficiary["person_id"]):
             assert secret.encode() not in record.value
 
 
@@ -630,10 +639,11 @@ async def test_plan_revision_changes_only_tranches_not_released_yet(stack, run_i
 
         # The revised tranche is what the milestone releases.
         await publish(stack.bootstrap_servers, structured([
-            ce(DELIVERY_CONFIRMED, case_id, samples.sample_delivery_confirmed(case_id, plan_id)),
+            ce(DELIVERY_CONFIRMED, case_id, samples.sample_delivery_confirmed(
+            case_id, plan_id, invoice_number=f"INV-{case_id}-1")),
             ce(MILESTONE_VERIFIED, case_id, samples.sample_milestone_verified(case_id, plan_id)),
             ce(DELIVERY_CONFIRMED, case_id, samples.sample_delivery_confirmed(
-                case_id, plan_id, tranche_seq=2, amount="600.00", invoice_number="INV-R-2")),
+                case_id, plan_id, tranche_seq=2, amount="600.00", invoice_number=f"INV-{case_id}-R2")),
         ]))
         await wait_grant_completed(watcher, [case_id])
         assert await tail.wait_until(lambda: "grant.completed" in tail.status_types(case_id), 10)

@@ -27,10 +27,11 @@ def contract_example_records(case_id: str, trace_id: str) -> list:
         samples.cloudevent(CASE_REGISTERED, case_id, samples.sample_case_registered(case_id)),
         samples.cloudevent(RETURN_COMPLETED, case_id, samples.sample_return_completed(case_id)),
         samples.cloudevent(PLAN_APPROVED, case_id, samples.sample_plan_approved(case_id, plan_id)),
-        samples.cloudevent(DELIVERY_CONFIRMED, case_id, samples.sample_delivery_confirmed(case_id, plan_id)),
+        samples.cloudevent(DELIVERY_CONFIRMED, case_id, samples.sample_delivery_confirmed(
+            case_id, plan_id, invoice_number=f"INV-{case_id}-1")),
         samples.cloudevent(MILESTONE_VERIFIED, case_id, samples.sample_milestone_verified(case_id, plan_id)),
         samples.cloudevent(DELIVERY_CONFIRMED, case_id, samples.sample_delivery_confirmed(
-            case_id, plan_id, tranche_seq=2, amount="480.00", invoice_number="INV-2")),
+            case_id, plan_id, tranche_seq=2, amount="480.00", invoice_number=f"INV-{case_id}-2")),
     ]
     return [samples.structured_record(e, traceparent_for(trace_id, i)) for i, e in enumerate(events)]
 
@@ -112,7 +113,8 @@ async def test_every_event_delivered_three_times_is_applied_once(stack, run_id):
         ids = watcher.observed.status_ids[case_id]
         # One event per status change: the same status is never produced twice by a re-applied event.
         assert len(ids["case.accepted"]) == 1 and len(ids["eligibility.approved"]) == 1
-        assert len(ids["payment.settled"]) == 1 and len(ids["grant.completed"]) == 1
+        # settled: the cash, and the vendor for each of the two kit tranches
+        assert len(ids["payment.settled"]) == 3 and len(ids["grant.completed"]) == 1
         assert len(ids["tranche.released"]) == 3  # c1/1 and c2/1 on approval, c2/2 on the milestone
     grants = await query(stack.database_url,
                          "SELECT case_id, count(*) AS n FROM disbursement.tranches WHERE case_id LIKE $1 GROUP BY case_id",

@@ -300,3 +300,75 @@ async def test_a_bank_transfer_in_senegal_and_a_closed_account(stack, run_id):
                              origin="SN", final="payment.failed")
     [failed] = observed.statuses_of(closed_case, "payment.failed")
     assert failed["reason"] == "AC04"
+
+
+def callback_url(stack) -> str:
+    """Where the running disbursement instance listens for provider callbacks."""
+    urls = sorted((stack.state_dir / "callbacks").glob("disbursement-*.url"), key=lambda p: p.stat().st_mtime)
+    return urls[-1].read_text(encoding="utf-8").strip()
+
+
+def post_callback(stack, provider: str, body: bytes, *, secret: str | None = None) -> int:
+    import hmac
+    import urllib.error
+    import urllib.request
+
+    secret = secret if secret is not None else f"sandbox-callback-{provider}"
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    request = urllib.request.Request(f"{callback_url(stack)}/callbacks/{provider}", data=body, method="POST",
+                                     headers={"Content-Type": "application/json", "X-Signature": signature})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+async def test_forged_unknown_and_malformed_callbacks_are_refused_kept_or_set_aside(stack, run_id):
+    import json
+
+    stranger = f"RG-STRANGER-{run_id}"
+    body = json.dumps({"amount": "5000", "currency": "XOF", "financialTransactionId": f"FT-{run_id}",
+                       "externalId": stranger, "payee": {"partyIdType": "MSISDN", "partyId": "2250700000000"},
+                       "status": "SUCCESSFUL"}).encode()
+    assert post_callback(stack, MOMO, body, secret="not-the-secret") == 401
+    assert post_callback(stack, MOMO, body) == 200
+    assert post_callback(stack, MOMO, body) == 200  # the same report again: stored once
+    rows = await wait_for_row(stack.database_url, "SELECT kind, details FROM disbursement.payment_exceptions "
+                              "WHERE reference = $1", stranger)
+    assert [r["kind"] for r in rows] == ["unknown_reference"]
+
+    garbage = f'{{"status": "SUCCESSFUL", "note": "{run_id}"}}'.encode()
+    assert post_callback(stack, MOMO, garbage) == 202
+    aside = await query(stack.database_url, "SELECT via, error FROM disbursement.provider_entries_set_aside "
+                        "WHERE raw LIKE $1", f"%{run_id}%")
+    assert [r["via"] for r in aside] == ["callback"]
+    assert post_callback(stack, "nobody_we_know", body) == 404
+
+
+async def test_an_in_kind_invoice_that_does_not_match_its_order_is_held_and_the_vendor_not_paid(stack, run_id):
+    from reintegra.contract import samples
+    from reintegra.contract.upstream import DELIVERY_CONFIRMED
+    from support import held_case_records
+
+    case_id = f"PRV-INV-{run_id}"
+    records = held_case_records(case_id, vulnerabilities=[], date_of_birth="1990-01-01", cash_amount=None)
+    watcher = await watch(stack.bootstrap_servers, case_id, {case_id: "tranche.held"})
+    try:
+        await publish(stack.bootstrap_servers, records)
+        assert await watcher.wait_until(lambda: watcher.observed.statuses_of(case_id, "inkind.ordered"), 60)
+        overbilled = samples.sample_delivery_confirmed(case_id, f"PL-{case_id}", amount="999999", currency="XOF",
+                                                       invoice_number=f"INV-{run_id}")
+        await publish(stack.bootstrap_servers, [samples.structured_record(
+            samples.cloudevent(DELIVERY_CONFIRMED, case_id, overbilled))])
+        assert await watcher.wait_until(lambda: watcher.settled_count() == 1, 60), watcher.observed.last_status
+    finally:
+        await watcher.stop()
+    [held] = watcher.observed.statuses_of(case_id, "tranche.held")
+    assert held["reason"] == "invoice_mismatch"
+    assert [r["code"] for r in held["reasons"]] == ["invoice_exceeds_order"]
+    assert "XOF 999,999" in held["reasons"][0]["message"]
+    assert sandbox_transfers(stack, reference=payment_ref(case_id, "c2", 1)) == []
+    [exception] = await query(stack.database_url, "SELECT kind FROM disbursement.payment_exceptions "
+                              "WHERE case_id = $1", case_id)
+    assert exception["kind"] == "invoice_mismatch"

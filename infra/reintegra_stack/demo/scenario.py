@@ -131,10 +131,10 @@ def _build(kind: str, case: PlannedCase, rng: random.Random, blocked: list[str])
         first, second = ("720.00", "480.00") if kind == "mixed_eur" else ("1020.00", "680.00")  # 60 % / 40 %
         events += [
             w.event(DELIVERY_CONFIRMED, samples.sample_delivery_confirmed(
-                case.case_id, plan_id, amount=first, invoice_number=f"INV-{case.case_id[-6:]}-1")),
+                case.case_id, plan_id, amount=first, invoice_number=f"INV-{case.case_id}-1")),
             w.event(MILESTONE_VERIFIED, samples.sample_milestone_verified(case.case_id, plan_id)),
             w.event(DELIVERY_CONFIRMED, samples.sample_delivery_confirmed(
-                case.case_id, plan_id, tranche_seq=2, amount=second, invoice_number=f"INV-{case.case_id[-6:]}-2")),
+                case.case_id, plan_id, tranche_seq=2, amount=second, invoice_number=f"INV-{case.case_id}-2")),
         ]
     if kind == "withdrawn":
         events.append(w.event(CASE_WITHDRAWN, samples.sample_case_withdrawn(case.case_id)))

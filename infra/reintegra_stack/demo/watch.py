@@ -26,6 +26,7 @@ class Observed:
     status_ids: dict[str, dict[str, set]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(set)))
     paid_minor: Counter = field(default_factory=Counter)  # currency → minor units settled
     delivered_minor: Counter = field(default_factory=Counter)  # currency → in-kind delivered
+    vendors_paid_minor: Counter = field(default_factory=Counter)  # currency → paid to vendors (in kind)
     dead_letters: Counter = field(default_factory=Counter)  # (topic, reason) → count
     trace_ids: dict[str, str] = field(default_factory=dict)
     first_status_at: dict[str, float] = field(default_factory=dict)
@@ -118,7 +119,9 @@ class PipelineWatcher:
             obs.trace_ids[case_id] = traceparent.decode().split("-")[1]
         amount = event["data"].get("amount")
         if status == "payment.settled" and amount:
-            obs.paid_minor[amount["currency"]] += Money.parse(amount["amount"], amount["currency"]).minor
+            # Cash reached beneficiaries; an in-kind payment settled is a vendor paid for goods.
+            paid = obs.vendors_paid_minor if event["data"].get("modality") == "in_kind" else obs.paid_minor
+            paid[amount["currency"]] += Money.parse(amount["amount"], amount["currency"]).minor
         if status == "inkind.delivered" and amount:
             obs.delivered_minor[amount["currency"]] += Money.parse(amount["amount"], amount["currency"]).minor
 

@@ -190,6 +190,9 @@ async def record(conn: asyncpg.Connection, results: list[Result], settings: Disp
                 outcomes[row["id"]] = provider_reports.apply_report(batch, dict(row))
         for result in results:
             _bookkeeping(batch, result, settings)
+            if result.status.raw is not None:  # an answer that could not be read: kept for a person
+                await payment_store.set_aside(conn, result.work.provider, "lookup",
+                                              f"{result.work.reference}: {result.status.detail}", result.status.raw)
         await provider_reports.close_batch(conn, batch)
         await payment_store.mark_events_applied(conn, outcomes)
 

@@ -23,14 +23,25 @@ from disbursement.adapters.providers.pickup import PickupAdapter
 from disbursement.domain.providers import KINDS, ProviderDirectory
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "providers.yaml"
+CONFIG_ENV = "REINTEGRA_PROVIDERS_CONFIG"
+SANDBOX_ENV = "PROVIDER_BASE_URL"
 DEFAULT_SANDBOX = "http://127.0.0.1:8085"
 DIALECTS: dict[str, type[ProviderAdapter]] = {"momo": MomoAdapter, "bank": BankAdapter, "pickup": PickupAdapter}
 _NUMBERS = {"concurrency": int, "timeout_s": float, "connect_timeout_s": float}
 _FIELDS = [f.name for f in fields(ProviderConfig) if f.name != "name"]
+_TEXTS = [name for name in _FIELDS if name not in _NUMBERS]
+_REQUIRED = ("kind", "dialect", "country", "currency", "base_url")
 
 
 class ProviderConfigError(ValueError):
     """The providers file or environment says something that cannot be used."""
+
+
+class UnknownProvider(KeyError):
+    """No provider of that name is configured."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; this one is a sentence
+        return str(self.args[0])
 
 
 class ProviderRegistry:
@@ -42,71 +53,89 @@ class ProviderRegistry:
     def load(cls, path: Path | None = None, env: Mapping[str, str] | None = None,
              sandbox_url: str | None = None) -> ProviderRegistry:
         env = os.environ if env is None else env
-        path = path or Path(env.get("REINTEGRA_PROVIDERS_CONFIG") or DEFAULT_PATH)
+        path = Path(path or env.get(CONFIG_ENV) or DEFAULT_PATH)
         try:
             document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise ProviderConfigError(f"{path}: cannot read the providers file: {exc}") from exc
-        sandbox = (sandbox_url or env.get("PROVIDER_BASE_URL") or DEFAULT_SANDBOX).rstrip("/")
-        entries = document.get("providers")
+        entries = document.get("providers") if isinstance(document, dict) else None
         if not isinstance(entries, dict) or not entries:
             raise ProviderConfigError(f"{path}: `providers` must map each provider's name to its settings")
-        configs = {name: _config(path, name, raw, env, sandbox) for name, raw in entries.items()}
-        return cls(configs)
+        sandbox = (sandbox_url or env.get(SANDBOX_ENV) or DEFAULT_SANDBOX).rstrip("/")
+        return cls({str(name): _config(path, str(name), raw, env, sandbox) for name, raw in entries.items()})
 
     def directory(self) -> ProviderDirectory:
         return ProviderDirectory(c.info() for c in self.configs.values())
 
     def adapter(self, name: str) -> ProviderAdapter:
-        if name not in self.configs:
-            raise KeyError(f"no provider {name!r} is configured (known: {', '.join(sorted(self.configs))})")
+        """The provider's adapter, made once: its session and concurrency limit are shared by every caller."""
         if name not in self._adapters:
-            config = self.configs[name]
+            config = self.configs.get(name)
+            if config is None:
+                raise UnknownProvider(f"no provider {name!r} is configured (known: {', '.join(sorted(self.configs))})")
             self._adapters[name] = DIALECTS[config.dialect](config)
         return self._adapters[name]
 
     async def close(self) -> None:
-        for adapter in self._adapters.values():
+        adapters, self._adapters = list(self._adapters.values()), {}
+        for adapter in adapters:
             await adapter.close()
-        self._adapters.clear()
 
 
 def _config(path: Path, name: str, raw: Any, env: Mapping[str, str], sandbox: str) -> ProviderConfig:
     where = f"{path}: provider {name}"
     if not isinstance(raw, dict):
         raise ProviderConfigError(f"{where}: its settings must be a mapping")
+    credentials = raw.get("credentials") or {}
+    if not isinstance(credentials, dict):
+        raise ProviderConfigError(f"{where}: credentials must be a mapping")
     values: dict[str, Any] = {k: v for k, v in raw.items() if k != "credentials"}
-    values.update(raw.get("credentials") or {})
+    values.update(credentials)
     unknown = set(values) - set(_FIELDS)
     if unknown:
-        raise ProviderConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
+        raise ProviderConfigError(f"{where}: unknown setting(s) {', '.join(sorted(map(str, unknown)))}")
+    values.update(_from_environment(where, name, env))
+    for field_name, kind in _NUMBERS.items():
+        if values.get(field_name) is None:
+            values.pop(field_name, None)
+            continue
+        value = values[field_name]
+        try:
+            if isinstance(value, bool):
+                raise ValueError("a boolean")
+            values[field_name] = kind(value)
+        except (TypeError, ValueError) as exc:
+            raise ProviderConfigError(f"{where}: {field_name} must be a number, not {value!r}") from exc
+        if values[field_name] <= 0:
+            raise ProviderConfigError(f"{where}: {field_name} must be greater than 0, not {value!r}")
+    for field_name in _TEXTS:
+        value = values.get(field_name)
+        if value is not None and not isinstance(value, str):
+            if isinstance(value, bool):  # YAML reads `NO` (Norway) as false
+                raise ProviderConfigError(f"{where}: {field_name} must be text, not {value!r} (quote it)")
+            values[field_name] = str(value)
+    for required in _REQUIRED:
+        if not values.get(required):
+            raise ProviderConfigError(f"{where}: {required} is missing")
+    if values["dialect"] not in DIALECTS:
+        raise ProviderConfigError(f"{where}: dialect must be one of {', '.join(DIALECTS)}, not {values['dialect']!r}")
+    if values["kind"] not in KINDS:
+        raise ProviderConfigError(f"{where}: kind must be one of {', '.join(KINDS)}, not {values['kind']!r}")
+    values["base_url"] = values["base_url"].replace("{sandbox}", sandbox).rstrip("/")
+    return ProviderConfig(name=name, **values)
+
+
+def _from_environment(where: str, name: str, env: Mapping[str, str]) -> dict[str, str]:
+    """PROVIDER_{NAME}_{FIELD}, else the file PROVIDER_{NAME}_{FIELD}_FILE names (stripped)."""
     prefix = f"PROVIDER_{name.upper()}_"
+    found: dict[str, str] = {}
     for field_name in _FIELDS:
         key = prefix + field_name.upper()
         if env.get(key):
-            values[field_name] = env[key]
+            found[field_name] = env[key]
         elif env.get(key + "_FILE"):
             try:
-                values[field_name] = Path(env[key + "_FILE"]).read_text(encoding="utf-8").strip()
+                found[field_name] = Path(env[key + "_FILE"]).read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ProviderConfigError(f"{where}: {key}_FILE cannot be read: {exc}") from exc
-    for field_name, kind in _NUMBERS.items():
-        if field_name in values:
-            try:
-                values[field_name] = kind(values[field_name])
-            except (TypeError, ValueError) as exc:
-                raise ProviderConfigError(f"{where}: {field_name} must be a number, not {values[field_name]!r}") from exc
-            if values[field_name] <= 0:
-                raise ProviderConfigError(f"{where}: {field_name} must be greater than 0")
-    if values.get("dialect") not in DIALECTS:
-        raise ProviderConfigError(f"{where}: dialect must be one of {', '.join(DIALECTS)}, not {values.get('dialect')!r}")
-    if values.get("kind") not in KINDS:
-        raise ProviderConfigError(f"{where}: kind must be one of {', '.join(KINDS)}, not {values.get('kind')!r}")
-    for required in ("country", "currency", "base_url"):
-        if not values.get(required):
-            raise ProviderConfigError(f"{where}: {required} is missing")
-    values["base_url"] = str(values["base_url"]).replace("{sandbox}", sandbox)
-    for secret in ("api_user", "api_key", "subscription_key", "callback_secret"):
-        if values.get(secret) is not None:
-            values[secret] = str(values[secret])
-    return ProviderConfig(name=name, **values)
+    return found
