@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import orjson
 from aiohttp import web
 
-from . import admin
+from . import admin, statements
 from .catalogue import load_catalogue
 from .config import SandboxConfig
 from .context import SANDBOX, Sandbox
@@ -21,8 +24,29 @@ from .settler import Worker
 from .store import Store
 from .transfers import Transfers
 
+log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PROVIDERS_PREFIX = "/providers/"
+
+
+STATEMENT_INTERVAL_S = 600.0
+
+
+async def _write_statements_daily(ctx: Sandbox) -> None:
+    """Like a provider's daily statement run: yesterday's statements once the day has closed, and
+    today's so far, rewritten every few minutes (finance imports the closed days)."""
+    written_closed: set[date] = set()
+    while True:
+        today = datetime.now(UTC).date()
+        yesterday = today - timedelta(days=1)
+        try:
+            if yesterday not in written_closed:
+                statements.write_all(ctx.store, ctx.providers, yesterday, ctx.statements_dir)
+                written_closed.add(yesterday)
+            statements.write_all(ctx.store, ctx.providers, today, ctx.statements_dir)
+        except Exception:  # a statement run that fails must not stop the provider
+            log.exception("writing the daily statements failed")
+        await asyncio.sleep(STATEMENT_INTERVAL_S)
 
 
 def create_app(config: SandboxConfig | None = None) -> web.Application:
@@ -42,9 +66,13 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
         statements_dir = config.state_dir / "statements" if config.state_dir is not None else scratch
         app[SANDBOX] = Sandbox(config, providers, store, faults, transfers, worker, statements_dir)
         await worker.start()
+        daily = asyncio.create_task(_write_statements_daily(app[SANDBOX]))
         try:
             yield
         finally:
+            daily.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await daily
             await worker.stop()
             store.close()
             if scratch is not None:

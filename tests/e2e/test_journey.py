@@ -37,7 +37,7 @@ def contract_example_records(case_id: str, trace_id: str) -> list:
 
 
 JOURNEY_SPANS = {"intake process", "eligibility process", "disbursement process", "disbursement send payment",
-                 "disbursement apply settlement", "notifications process", "notifications send sms"}
+                 "disbursement apply provider report", "notifications process", "notifications send sms"}
 
 
 async def wait_for_spans(state_dir, trace_id: str, names: set[str], timeout_s: float = 20) -> list[dict]:

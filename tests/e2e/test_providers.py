@@ -87,7 +87,8 @@ async def test_a_lost_response_a_provider_restart_and_an_expired_key_still_pay_e
     [instruction] = await query(stack.database_url,
                                 "SELECT state, sends, lookups FROM disbursement.payment_instructions WHERE reference = $1",
                                 reference)
-    assert instruction["state"] == "settled" and instruction["sends"] == 1 and instruction["lookups"] >= 1
+    # Sent once; the outcome came back by a lookup or by the callback the restarted sandbox resumed.
+    assert instruction["state"] == "settled" and instruction["sends"] == 1
 
 
 @pytest.mark.parametrize("faults", [

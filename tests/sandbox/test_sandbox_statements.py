@@ -168,3 +168,13 @@ async def test_statement_requests_are_checked(client):
     assert (await client.post("/admin/statements", json={"date": "yesterday"})).status == 422
     empty = await _statement(client, BANK, day, "csv")
     assert empty.decode().strip() == HEADER
+
+
+async def test_a_sandbox_with_a_state_dir_writes_todays_statements_on_its_own(tmp_path):
+    from sandbox_kit import running
+
+    async with running(state_dir=tmp_path):
+        pass  # the daily statement run writes on start
+    today = datetime.now(UTC).date().isoformat()
+    written = sorted(p.name for p in (tmp_path / "statements" / "wave_sn").iterdir())
+    assert written[-3:] == sorted([f"{today}.camt053.xml", f"{today}.csv", f"{today}.mt940"])
