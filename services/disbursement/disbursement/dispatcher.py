@@ -40,7 +40,7 @@ from disbursement.payment_store import Work
 
 log = logging.getLogger(__name__)
 
-NEW_PER_ROUND = 4  # × the provider's concurrency: new instructions claimed per round
+NEW_PER_ROUND = 8  # × the provider's concurrency: new instructions claimed per round
 POLL_AFTER_S = 30.0  # first poll of an accepted payment (callbacks usually come long before)
 MAX_POLL_INTERVAL_S = 3600.0
 MAX_CHECK_INTERVAL_S = 60.0

@@ -182,6 +182,19 @@ async def add_provider_events(conn: asyncpg.Connection, events: Sequence[dict[st
     return [r["id"] for r in rows]
 
 
+async def add_provider_events_keyed(conn: asyncpg.Connection,
+                                    events: Sequence[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """Like add_provider_events; returns the (provider, transfer id, status) of the new ones (the
+    same report twice in one call is stored once)."""
+    unique = list({(e["provider"], e["transfer_id"], e["status"]): e for e in events}.values())
+    ids = await add_provider_events(conn, unique)
+    if not ids:
+        return set()
+    rows = await conn.fetch("SELECT provider, transfer_id, status FROM provider_events WHERE id = ANY($1::bigint[])",
+                            ids)
+    return {(r["provider"], r["transfer_id"], r["status"]) for r in rows}
+
+
 async def claim_unapplied_events(conn: asyncpg.Connection, limit: int,
                                  ids: Sequence[int] | None = None) -> list[asyncpg.Record]:
     if ids is not None:

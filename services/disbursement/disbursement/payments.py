@@ -18,6 +18,7 @@ from disbursement.dispatcher import DispatchSettings, dispatch_round
 log = logging.getLogger(__name__)
 
 IDLE_SLEEP_S = 0.05
+DISPATCH_LANES = 2  # concurrent dispatch rounds per provider
 
 
 async def run_payments(runtime: ServiceRuntime) -> None:
@@ -38,8 +39,13 @@ async def run_payments(runtime: ServiceRuntime) -> None:
                 settings = DispatchSettings(lease_s=s.payment_lease_s, deadline_s=s.payment_deadline_s,
                                             callback_url=f"{base}/callbacks/{name}",
                                             poll_after_s=s.payment_poll_after_s, vendors=provider_setup.vendors())
-                group.create_task(_dispatch_forever(runtime, registry.adapter(name), settings), name=f"pay:{name}")
-            group.create_task(_apply_forever(runtime), name="apply-provider-reports")
+                # Rounds overlap (claims skip what another round holds), so one provider's calls keep
+                # flowing while the previous round is recorded.
+                for lane in range(DISPATCH_LANES):
+                    group.create_task(_dispatch_forever(runtime, registry.adapter(name), settings),
+                                      name=f"pay:{name}:{lane}")
+            for lane in range(DISPATCH_LANES):
+                group.create_task(_apply_forever(runtime), name=f"apply-provider-reports:{lane}")
     finally:
         await runner.cleanup()
         await registry.close()
