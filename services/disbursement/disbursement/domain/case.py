@@ -670,7 +670,7 @@ class CaseLedger:
         tranche.attempt += 1
         tranche.sent_payout, tranche.transfer_id, tranche.failure_reason = None, None, None
         if tranche.in_ledger:
-            grant_money.reowe(self.money, tranche)
+            grant_money.owe(self.money, tranche)
         self._set(tranche, "released", TRANCHE_RELEASED, reason="reissued")
 
     def _wait(self, tranche: Tranche, reason: str, message: str, *, reasons: list[dict[str, Any]] | None = None) -> bool:

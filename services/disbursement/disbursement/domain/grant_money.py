@@ -146,17 +146,7 @@ def release(ctx: MoneyContext, t: Tranche) -> None:
         t.programme_minor = x  # what the budget was finally charged
     if not (p or x):
         return
-    payable = ctx.books.open(payable_account(t.payee, t.payout_currency)).id
-    if same_currency:
-        ctx.books.transfer(Transfer(f"owe:{t.reference}", commitment, payable, t.payout_currency, x, kind="owe",
-                                    **common))
-        return
-    fx_p = ctx.books.open(trading_account(t.programme_currency)).id
-    fx_x = ctx.books.open(trading_account(t.payout_currency)).id
-    conversion = {"conversion_id": t.reference, "rate": t.programme_rate or t.rate, "kind": "convert"}
-    ctx.books.transfer(Transfer(f"fx-out:{t.reference}", commitment, fx_p, t.programme_currency, p,
-                                **conversion, **common))
-    ctx.books.transfer(Transfer(f"fx-in:{t.reference}", fx_x, payable, t.payout_currency, x, **conversion, **common))
+    owe(ctx, t)
 
 
 def extra_needed(t: Tranche) -> int:
@@ -184,23 +174,11 @@ def give_back(ctx: MoneyContext, t: Tranche) -> None:
     if not (p or x):
         return
     returned = ctx.books.open(returned_account(t.programme_code, t.programme_currency)).id
-    payable = ctx.books.open(payable_account(t.payee, t.payout_currency)).id
-    common = {"programme": t.programme_code, "case_id": t.case_id, "reference": t.reference,
-              "cause": ctx.cause, "actor": ctx.actor}
-    if t.payout_currency == t.programme_currency:
-        ctx.books.transfer(Transfer(f"return-out:{t.reference}", payable, returned, t.payout_currency, x,
-                                    kind="return", **common))
-    else:
-        fx_p = ctx.books.open(trading_account(t.programme_currency)).id
-        fx_x = ctx.books.open(trading_account(t.payout_currency)).id
-        conversion = {"conversion_id": f"return:{t.reference}", "rate": t.programme_rate or t.rate, "kind": "convert"}
-        ctx.books.transfer(Transfer(f"return-fx-out:{t.reference}", payable, fx_x, t.payout_currency, x,
-                                    **conversion, **common))
-        ctx.books.transfer(Transfer(f"return-fx-in:{t.reference}", fx_p, returned, t.programme_currency, p,
-                                    **conversion, **common))
+    common = _common(ctx, t)
+    _move_payout(ctx, t, returned, p, x, to_payee=False, key=t.reference, fx_name="return",
+                 same_id=f"return-out:{t.reference}", same_kind="return")
     ctx.books.transfer(Transfer(f"return:{t.reference}", returned, f"budget:{t.programme_code}",
                                 t.programme_currency, p, kind="return", **common))
-
 
 
 def _attempt_suffix(t: Tranche) -> str:
@@ -212,48 +190,52 @@ def _common(ctx: MoneyContext, t: Tranche) -> dict:
             "cause": ctx.cause, "actor": ctx.actor}
 
 
+def _move_payout(ctx: MoneyContext, t: Tranche, home: str, p: int, x: int, *, to_payee: bool, key: str,
+                 fx_name: str, same_id: str, same_kind: str) -> None:
+    """Move a tranche's payout between a programme-currency account (`home`: its commitment, or the
+    programme's returned account) and its payee's payable: `x` in the payout currency, `p` in the
+    programme's, through the trading accounts when the two differ: `<fx_name>-fx-out:<key>` and
+    `<fx_name>-fx-in:<key>`, conversion `<fx_name>:<key>` (without a name: `fx-out:<key>`, conversion
+    `<key>`, as a release's); in one currency, one transfer `same_id`."""
+    payable = ctx.books.open(payable_account(t.payee, t.payout_currency)).id
+    common = _common(ctx, t)
+    if t.payout_currency == t.programme_currency:
+        debit, credit = (home, payable) if to_payee else (payable, home)
+        ctx.books.transfer(Transfer(same_id, debit, credit, t.payout_currency, x, kind=same_kind, **common))
+        return
+    fx_p = ctx.books.open(trading_account(t.programme_currency)).id
+    fx_x = ctx.books.open(trading_account(t.payout_currency)).id
+    prefix = f"{fx_name}-" if fx_name else ""
+    conversion = {"conversion_id": f"{fx_name}:{key}" if fx_name else key, "rate": t.programme_rate or t.rate,
+                  "kind": "convert"}
+    if to_payee:
+        legs = [(home, fx_p, t.programme_currency, p), (fx_x, payable, t.payout_currency, x)]
+    else:
+        legs = [(payable, fx_x, t.payout_currency, x), (fx_p, home, t.programme_currency, p)]
+    for leg, (debit, credit, currency, amount) in zip(("out", "in"), legs, strict=True):
+        ctx.books.transfer(Transfer(f"{prefix}fx-{leg}:{key}", debit, credit, currency, amount, **conversion, **common))
+
+
 def unpay(ctx: MoneyContext, t: Tranche) -> None:
     """The provider reported the payment failed: what was owed to the payee goes back to the
     programme's commitment, at the rate it left with, to wait for a re-issue (or a cancellation)."""
     p, x = t.programme_minor or 0, t.payout_minor or 0
-    if not (p or x):
-        return
-    sfx = _attempt_suffix(t)
-    commitment = ctx.books.open(commitment_account(t.programme_code, t.programme_currency)).id
-    payable = ctx.books.open(payable_account(t.payee, t.payout_currency)).id
-    if t.payout_currency == t.programme_currency:
-        ctx.books.transfer(Transfer(f"unpay:{t.reference}{sfx}", payable, commitment, t.payout_currency, x,
-                                    kind="unpay", **_common(ctx, t)))
-        return
-    fx_p = ctx.books.open(trading_account(t.programme_currency)).id
-    fx_x = ctx.books.open(trading_account(t.payout_currency)).id
-    conversion = {"conversion_id": f"unpay:{t.reference}{sfx}", "rate": t.programme_rate or t.rate, "kind": "convert"}
-    ctx.books.transfer(Transfer(f"unpay-fx-out:{t.reference}{sfx}", payable, fx_x, t.payout_currency, x,
-                                **conversion, **_common(ctx, t)))
-    ctx.books.transfer(Transfer(f"unpay-fx-in:{t.reference}{sfx}", fx_p, commitment, t.programme_currency, p,
-                                **conversion, **_common(ctx, t)))
+    if p or x:
+        commitment = ctx.books.open(commitment_account(t.programme_code, t.programme_currency)).id
+        key = f"{t.reference}{_attempt_suffix(t)}"
+        _move_payout(ctx, t, commitment, p, x, to_payee=False, key=key, fx_name="unpay", same_id=f"unpay:{key}",
+                     same_kind="unpay")
 
 
-def reowe(ctx: MoneyContext, t: Tranche) -> None:
-    """A failed tranche re-issued (attempt N): what waits in the commitment is owed again, to the
-    payee and at the rate locked for this attempt."""
+def owe(ctx: MoneyContext, t: Tranche) -> None:
+    """What the commitment holds for the tranche is owed to its payee at the locked rate: at its
+    release (attempt 1), and again at each re-issue of a failed payment (attempt N)."""
     p, x = t.programme_minor or 0, t.payout_minor or 0
-    if not (p or x):
-        return
-    sfx = _attempt_suffix(t)
-    commitment = ctx.books.open(commitment_account(t.programme_code, t.programme_currency)).id
-    payable = ctx.books.open(payable_account(t.payee, t.payout_currency)).id
-    if t.payout_currency == t.programme_currency:
-        ctx.books.transfer(Transfer(f"owe:{t.reference}{sfx}", commitment, payable, t.payout_currency, x,
-                                    kind="owe", **_common(ctx, t)))
-        return
-    fx_p = ctx.books.open(trading_account(t.programme_currency)).id
-    fx_x = ctx.books.open(trading_account(t.payout_currency)).id
-    conversion = {"conversion_id": f"{t.reference}{sfx}", "rate": t.programme_rate or t.rate, "kind": "convert"}
-    ctx.books.transfer(Transfer(f"fx-out:{t.reference}{sfx}", commitment, fx_p, t.programme_currency, p,
-                                **conversion, **_common(ctx, t)))
-    ctx.books.transfer(Transfer(f"fx-in:{t.reference}{sfx}", fx_x, payable, t.payout_currency, x,
-                                **conversion, **_common(ctx, t)))
+    if p or x:
+        commitment = ctx.books.open(commitment_account(t.programme_code, t.programme_currency)).id
+        key = f"{t.reference}{_attempt_suffix(t)}"
+        _move_payout(ctx, t, commitment, p, x, to_payee=True, key=key, fx_name="", same_id=f"owe:{key}",
+                     same_kind="owe")
 
 
 def uncommit(ctx: MoneyContext, t: Tranche) -> None:
@@ -270,22 +252,13 @@ def return_rest(ctx: MoneyContext, t: Tranche, rest_minor: int) -> int:
     if rest_minor <= 0:
         return 0
     returned = ctx.books.open(returned_account(t.programme_code, t.programme_currency)).id
-    payable = ctx.books.open(payable_account(t.payee, t.payout_currency)).id
-    if t.payout_currency == t.programme_currency:
-        back = rest_minor
-        ctx.books.transfer(Transfer(f"rest-out:{t.reference}", payable, returned, t.payout_currency, rest_minor,
-                                    kind="return", **_common(ctx, t)))
-    else:
+    back = rest_minor
+    if t.payout_currency != t.programme_currency:
         # Payout units per programme unit, so the way back divides (minor units of each currency).
         shift = minor_units(t.programme_currency) - minor_units(t.payout_currency)
         back = round_half_up(rest_minor * Fraction(10) ** shift / rate_from_text(t.programme_rate or t.rate))
-        fx_p = ctx.books.open(trading_account(t.programme_currency)).id
-        fx_x = ctx.books.open(trading_account(t.payout_currency)).id
-        conversion = {"conversion_id": f"rest:{t.reference}", "rate": t.programme_rate or t.rate, "kind": "convert"}
-        ctx.books.transfer(Transfer(f"rest-fx-out:{t.reference}", payable, fx_x, t.payout_currency, rest_minor,
-                                    **conversion, **_common(ctx, t)))
-        ctx.books.transfer(Transfer(f"rest-fx-in:{t.reference}", fx_p, returned, t.programme_currency, back,
-                                    **conversion, **_common(ctx, t)))
+    _move_payout(ctx, t, returned, back, rest_minor, to_payee=False, key=t.reference, fx_name="rest",
+                 same_id=f"rest-out:{t.reference}", same_kind="return")
     if back:
         ctx.books.transfer(Transfer(f"return-rest:{t.reference}", returned, f"budget:{t.programme_code}",
                                     t.programme_currency, back, kind="return", **_common(ctx, t)))
