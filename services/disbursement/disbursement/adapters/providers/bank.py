@@ -17,9 +17,9 @@ from schwifty.exceptions import SchwiftyException
 from disbursement.adapters.providers.base import (
     FrozenRequest,
     InvalidPayee,
+    KeyedAdapter,
     Outcome,
     PaymentOrder,
-    ProviderAdapter,
     ProviderStatus,
 )
 
@@ -28,7 +28,7 @@ _STATUS = {"ACSP": Outcome.PENDING, "ACSC": Outcome.SETTLED, "RJCT": Outcome.FAI
 SEVERAL = "several payments under this reference"
 
 
-class BankAdapter(ProviderAdapter):
+class BankAdapter(KeyedAdapter):
     def freeze(self, order: PaymentOrder) -> FrozenRequest:
         amount = self.check_order(order)
         payee = order.payee
@@ -51,15 +51,8 @@ class BankAdapter(ProviderAdapter):
         return FrozenRequest(order.reference, PAYMENTS_PATH, {"Idempotency-Key": order.reference},
                              jsonfast.dumps_text(body))
 
-    async def create(self, frozen: FrozenRequest, callback_url: str | None) -> ProviderStatus:
-        headers = {**frozen.headers, **self._auth()}
-        if callback_url:
-            headers["X-Callback-Url"] = callback_url
-        answer = await self.request("POST", frozen.path, headers=headers, body=frozen.body)
-        return await self.after_create(frozen, answer, lambda a: self.status_from(a.body))
-
     async def find(self, reference: str) -> ProviderStatus:
-        answer = await self.request("GET", PAYMENTS_PATH, params={"end_to_end_id": reference}, headers=self._auth())
+        answer = await self.request("GET", PAYMENTS_PATH, params={"end_to_end_id": reference}, headers=self.auth_headers())
         return self.after_lookup(reference, answer, lambda body: self._oldest(reference, body))
 
     def _oldest(self, reference: str, body: Any) -> ProviderStatus:
@@ -83,5 +76,5 @@ class BankAdapter(ProviderAdapter):
             amount_minor=Money.parse(str(amount["amount"]), amount["currency"]).minor, currency=amount["currency"],
             reason=(body.get("status_reason") or "rejected") if outcome == Outcome.FAILED else None)
 
-    def _auth(self) -> dict[str, str]:
+    def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.config.api_key or ''}"}

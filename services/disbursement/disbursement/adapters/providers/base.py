@@ -234,6 +234,14 @@ class ProviderAdapter(abc.ABC):
             raise InvalidPayee("amount_invalid", f"the amount {amount} is not a payment")
         return amount.format_amount()
 
+    @staticmethod
+    def create_headers(frozen: FrozenRequest, callback_url: str | None, auth: Mapping[str, str]) -> dict[str, str]:
+        """The frozen request's headers, the credentials, and where to report (when we listen)."""
+        headers = {**frozen.headers, **auth}
+        if callback_url:
+            headers["X-Callback-Url"] = callback_url
+        return headers
+
     async def after_create(self, frozen: FrozenRequest, answer: Answer,
                            accepted: Callable[[Answer], ProviderStatus]) -> ProviderStatus:
         """What a create's answer means, the same for every dialect (docs/providers.md)."""
@@ -341,3 +349,16 @@ def error_text(body: Any) -> tuple[str | None, str]:
             message = "; ".join(f"{d.get('loc')}: {d.get('msg')}" if isinstance(d, dict) else str(d) for d in details)
         return (str(code) if code else None), str(message)
     return None, str(body or "")[:300]
+
+
+class KeyedAdapter(ProviderAdapter):
+    """A dialect authenticated by a static key on every call (bank, pickup), whose create answers
+    with the transfer resource."""
+
+    @abc.abstractmethod
+    def auth_headers(self) -> dict[str, str]: ...
+
+    async def create(self, frozen: FrozenRequest, callback_url: str | None) -> ProviderStatus:
+        answer = await self.request("POST", frozen.path, body=frozen.body,
+                                    headers=self.create_headers(frozen, callback_url, self.auth_headers()))
+        return await self.after_create(frozen, answer, lambda a: self.status_from(a.body))

@@ -63,10 +63,7 @@ class MomoAdapter(ProviderAdapter):
                               "X-Target-Environment": TARGET_ENVIRONMENT}, jsonfast.dumps_text(body))
 
     async def create(self, frozen: FrozenRequest, callback_url: str | None) -> ProviderStatus:
-        headers = dict(frozen.headers)
-        if callback_url:
-            headers["X-Callback-Url"] = callback_url
-        answer = await self._authorised("POST", frozen.path, headers, frozen.body)
+        answer = await self._authorised("POST", frozen.path, self.create_headers(frozen, callback_url, {}), frozen.body)
 
         def accepted(answer: Answer) -> ProviderStatus:
             if answer.body is None:  # 202 and nothing else: accepted, not final

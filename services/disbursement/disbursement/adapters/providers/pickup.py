@@ -15,9 +15,9 @@ from reintegra import jsonfast
 from disbursement.adapters.providers.base import (
     FrozenRequest,
     InvalidPayee,
+    KeyedAdapter,
     Outcome,
     PaymentOrder,
-    ProviderAdapter,
     ProviderStatus,
 )
 
@@ -28,7 +28,7 @@ _STATUS = {"AVAILABLE": Outcome.PENDING, "COLLECTED": Outcome.SETTLED, "EXPIRED"
            "CANCELLED": Outcome.FAILED}
 
 
-class PickupAdapter(ProviderAdapter):
+class PickupAdapter(KeyedAdapter):
     def freeze(self, order: PaymentOrder) -> FrozenRequest:
         self.check_order(order)
         name = (order.payee.name or "").strip()
@@ -42,15 +42,8 @@ class PickupAdapter(ProviderAdapter):
         return FrozenRequest(order.reference, PICKUPS_PATH, {"Idempotency-Key": order.reference},
                              jsonfast.dumps_text(body))
 
-    async def create(self, frozen: FrozenRequest, callback_url: str | None) -> ProviderStatus:
-        headers = {**frozen.headers, **self._auth()}
-        if callback_url:
-            headers["X-Callback-Url"] = callback_url
-        answer = await self.request("POST", frozen.path, headers=headers, body=frozen.body)
-        return await self.after_create(frozen, answer, lambda a: self.status_from(a.body))
-
     async def find(self, reference: str) -> ProviderStatus:
-        answer = await self.request("GET", f"{PICKUPS_PATH}/{quote(reference, safe='')}", headers=self._auth())
+        answer = await self.request("GET", f"{PICKUPS_PATH}/{quote(reference, safe='')}", headers=self.auth_headers())
         return self.after_lookup(reference, answer, self.status_from)
 
     def callback_resource(self, body: Any) -> Any:
@@ -68,5 +61,5 @@ class PickupAdapter(ProviderAdapter):
             currency=body["currency"], pickup_code=body.get("pickup_code"),
             reason=(body.get("failure_reason") or status.lower()) if outcome == Outcome.FAILED else None)
 
-    def _auth(self) -> dict[str, str]:
+    def auth_headers(self) -> dict[str, str]:
         return {"X-Api-Key": self.config.api_key or ""}
