@@ -35,6 +35,7 @@ from disbursement.adapters.providers.base import (
     ProviderStatus,
 )
 from disbursement.domain.three_way_match import purchase_order_number
+from disbursement.domain.tranche import attempt_reference
 from disbursement.domain.vendors import VendorDirectory
 from disbursement.payment_store import Work
 
@@ -69,7 +70,7 @@ class Result:
 def payment_order(row: Any, vendors: VendorDirectory | None = None) -> PaymentOrder:
     """What a claimed tranche is paid: its payout amount to the payout it is frozen with (a vendor:
     its bank account, from the vendor registry)."""
-    reference = row["reference"] if row["attempt"] == 1 else f"{row['reference']}-{row['attempt']}"
+    reference = attempt_reference(row["reference"], row["attempt"])
     amount, currency = row["payout_minor"], row["payout_currency"].strip()
     if row["modality"] == "in_kind":
         vendor = vendors.get(row["vendor_id"]) if vendors is not None else None
@@ -118,9 +119,7 @@ async def claim(conn: asyncpg.Connection, adapter: ProviderAdapter, settings: Di
                 request = adapter.freeze(order).to_json()
             except InvalidPayee as exc:
                 refusal = (exc.reason_code, str(exc))
-            previous = None
-            if row["attempt"] > 1:
-                previous = row["reference"] if row["attempt"] == 2 else f"{row['reference']}-{row['attempt'] - 1}"
+            previous = attempt_reference(row["reference"], row["attempt"] - 1) if row["attempt"] > 1 else None
             rows.append({
                 "reference": order.reference, "tranche_reference": row["reference"], "attempt": row["attempt"],
                 "previous_reference": previous, "case_id": row["case_id"], "plan_id": row["plan_id"],

@@ -82,17 +82,14 @@ class Tranche:
 
     @property
     def payment_ref(self) -> str | None:
-        """The reference of the current payment attempt, sent to the provider: the tranche's own
-        reference first, `REF-2`, `REF-3`... for re-issues (the ledger keeps the tranche's)."""
-        if self.reference is None or self.attempt == 1:
-            return self.reference
-        return f"{self.reference}-{self.attempt}"
+        """The reference of the current payment attempt, sent to the provider (see attempt_reference)."""
+        return attempt_reference(self.reference, self.attempt) if self.reference else None
 
     @property
     def previous_payment_ref(self) -> str | None:
         if self.reference is None or self.attempt == 1:
             return None
-        return self.reference if self.attempt == 2 else f"{self.reference}-{self.attempt - 1}"
+        return attempt_reference(self.reference, self.attempt - 1)
 
     @property
     def in_ledger(self) -> bool:
@@ -128,6 +125,12 @@ def payment_reference(case_id: str, plan_id: str, component_id: str, seq: int) -
     """The idempotency reference sent to the provider: the same tranche always gets the same one."""
     digest = hashlib.sha256(f"{case_id}\x1f{plan_id}\x1f{component_id}\x1f{seq}".encode()).hexdigest()
     return f"RG-{digest[:24]}"
+
+
+def attempt_reference(reference: str, attempt: int) -> str:
+    """A payment attempt's reference: the tranche's own first, `REF-2`, `REF-3`... for re-issues
+    (the ledger keeps the tranche's)."""
+    return reference if attempt == 1 else f"{reference}-{attempt}"
 
 
 def tranches_of_plan(case_id: str, plan: dict[str, Any]) -> list[Tranche]:
