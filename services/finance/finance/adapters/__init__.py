@@ -1,0 +1,1 @@
+"""The outside world behind small interfaces: statement parsers, the eligibility review API."""

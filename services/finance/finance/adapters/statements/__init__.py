@@ -1,0 +1,1 @@
+"""Provider statement parsers: CSV (a column map per provider), camt.053, MT940."""

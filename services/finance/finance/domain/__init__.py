@@ -1,0 +1,1 @@
+"""Pure finance rules: statement lines, matching, the exceptions workflow, reports. No I/O."""

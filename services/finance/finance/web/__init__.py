@@ -1,0 +1,1 @@
+"""The web console and HTTP API (FastAPI, Jinja2, htmx)."""
