@@ -61,6 +61,7 @@ class InternalEvent:
     type: str
     subject: str
     data: dict[str, Any]
+    time: str | None = None  # the CloudEvent's time (RFC 3339), when it has one
 
 
 class MalformedInternalEvent(ValueError):
@@ -70,6 +71,7 @@ class MalformedInternalEvent(ValueError):
 def decode_internal(value: bytes | None) -> InternalEvent:
     try:
         event = jsonfast.loads(value or b"")
-        return InternalEvent(event["id"], event["source"], event["type"], event["subject"], event["data"])
+        return InternalEvent(event["id"], event["source"], event["type"], event["subject"], event["data"],
+                             event.get("time"))
     except (ValueError, KeyError, TypeError) as exc:
         raise MalformedInternalEvent(f"not a Reintegra CloudEvent: {exc}") from exc

@@ -12,6 +12,8 @@ NOTICE_REQUESTS = "reintegra.notifications.requests.v1"
 LEDGER_POSTINGS = "reintegra.ledger.postings.v1"
 # Payments a person must look at (unresolved, mismatched, unknown to us), keyed by case_id, for finance.
 PAYMENT_EXCEPTIONS = "reintegra.payment.exceptions.v1"
+# What finance decided about an exception (a write-off, a re-pay), keyed by case_id, for disbursement.
+FINANCE_DECISIONS = "reintegra.finance.decisions.v1"
 
 DEAD_LETTER_SUFFIX = ".dlq"
 
@@ -20,7 +22,8 @@ def dead_letter_topic(topic: str) -> str:
     return topic + DEAD_LETTER_SUFFIX
 
 
-CONSUMED_TOPICS = (UPSTREAM_CASE_EVENTS, INTAKE_CASE_EVENTS, ELIGIBILITY_CASE_EVENTS, NOTICE_REQUESTS)
+CONSUMED_TOPICS = (UPSTREAM_CASE_EVENTS, INTAKE_CASE_EVENTS, ELIGIBILITY_CASE_EVENTS, NOTICE_REQUESTS,
+                   CASE_STATUS, LEDGER_POSTINGS, PAYMENT_EXCEPTIONS, FINANCE_DECISIONS)
 ALL_TOPICS = (
     UPSTREAM_CASE_EVENTS,
     UPSTREAM_INVALID,
@@ -30,5 +33,6 @@ ALL_TOPICS = (
     NOTICE_REQUESTS,
     LEDGER_POSTINGS,
     PAYMENT_EXCEPTIONS,
+    FINANCE_DECISIONS,
     *(dead_letter_topic(t) for t in CONSUMED_TOPICS),
 )

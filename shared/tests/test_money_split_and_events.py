@@ -51,7 +51,7 @@ def test_encode_then_decode_round_trips_including_non_ascii():
     assert "مرحبا".encode() in value  # UTF-8, not \\u escapes
     assert json.loads(value) == event
     assert decode_internal(value) == InternalEvent("e-42", "urn:reintegra:test", "reintegra.test.v1", "CASE-é",
-                                                   {"text": "مرحبا", "n": [1, 2]})
+                                                   {"text": "مرحبا", "n": [1, 2]}, event["time"])
 
 
 @pytest.mark.parametrize(

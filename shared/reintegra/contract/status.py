@@ -141,6 +141,9 @@ class _Tranche(_Status):
         description="The payment's idempotency reference; null for a tranche cancelled before its release."
     )
     vendor_id: str | None = Field(default=None, description="For in_kind components.")
+    programme_code: str | None = Field(default=None, description="The programme whose budget pays the tranche.")
+    provider: str | None = Field(default=None, description="Once released: the payment provider the money goes "
+                                 "through (for in kind, the vendor's bank), as named in Reintegra's provider registry.")
     previous_reference: str | None = Field(
         default=None, description="On a re-issued payment (attempt 2, 3...): the reference of the attempt that "
         "failed before it. `reference` is then `<first reference>-<attempt>`.")

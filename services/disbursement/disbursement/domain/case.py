@@ -708,6 +708,10 @@ class CaseLedger:
             data["plan_amount"] = tranche.money().to_contract()
             data["exchange_rate"] = {"from": tranche.currency, "to": tranche.payout_currency, "rate": tranche.rate,
                                      "source": tranche.rate_source, "effective_date": tranche.rate_date}
+        if tranche.programme_code:
+            data["programme_code"] = tranche.programme_code
+        if tranche.pay_via and tranche.status not in UNRELEASED:
+            data["provider"] = tranche.pay_via
         if tranche.vendor_id:
             data["vendor_id"] = tranche.vendor_id
             if tranche.payout_minor is not None and tranche.status not in UNRELEASED:
