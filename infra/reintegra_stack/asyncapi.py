@@ -28,6 +28,7 @@ from reintegra.contract.upstream import EVENT_TYPES
 from reintegra.topics import (
     CASE_STATUS,
     ELIGIBILITY_CASE_EVENTS,
+    FINANCE_DECISIONS,
     INTAKE_CASE_EVENTS,
     LEDGER_POSTINGS,
     NOTICE_REQUESTS,
@@ -114,6 +115,7 @@ _WRITES: dict[str, list[tuple[str, str, Any]]] = {
     "disbursement": [(CASE_STATUS, "", StatusEvent), (NOTICE_REQUESTS, "", InternalEvent),
                      (LEDGER_POSTINGS, "", InternalEvent), (PAYMENT_EXCEPTIONS, "", InternalEvent)],
     "notifications": [],
+    "finance": [(FINANCE_DECISIONS, "", InternalEvent)],
 }
 _DESCRIPTIONS = {
     CASE_STATUS: "What upstream gets back: one CloudEvent per status change of a case, keyed by "
@@ -126,7 +128,14 @@ _DESCRIPTIONS = {
     "`reintegra.payment.exception.raised.v1`, keyed by case_id (or the provider's name when no case is "
     "known), data {exception_id, kind (outcome_unresolved, amount_mismatch, unknown_reference, "
     "settled_after_failure, reversed_after_settlement, duplicate_at_provider, settlement_overdue), provider, "
-    "reference, case_id, details, raised_at}. Raised once per kind and payment.",
+    "reference, case_id, details, raised_at}. Raised once per kind and payment. Also disbursement's answer to "
+    "each finance decision: `reintegra.payment.decision.applied.v1` or `reintegra.payment.decision.refused.v1`, "
+    "data {decision_id, reference, case_id, outcome, message}.",
+    FINANCE_DECISIONS: "What finance staff decided about an exception, four eyes checked (requested by one "
+    "finance_approver, approved by another): `reintegra.finance.repay.approved.v1` or "
+    "`reintegra.finance.write_off.approved.v1`, keyed by case_id, data {decision_id, exception_id, "
+    "exception_kind, reference, case_id, provider, amount_minor, currency, reason, requested_by, approved_by}. "
+    "Disbursement applies it and answers on reintegra.payment.exceptions.v1.",
     LEDGER_POSTINGS: "Every ledger posting, for views built outside disbursement (finance): "
     "`reintegra.ledger.postings.v1`, keyed by account id (budget:<programme>, commitment:<programme>, "
     "fx:<currency>, payable:<payee>:<currency>, paid:<payee>:<currency>, returned:<programme>, "
@@ -171,11 +180,12 @@ def _documentation_env() -> Iterator[None]:
 def _service_apps() -> dict[str, Any]:
     from disbursement.app import create_app as disbursement
     from eligibility.app import create_app as eligibility
+    from finance.app import create_app as finance
     from intake.app import create_app as intake
     from notifications.app import create_app as notifications
 
     return {"intake": intake(), "eligibility": eligibility(), "disbursement": disbursement(),
-            "notifications": notifications()}
+            "notifications": notifications(), "finance": finance()}
 
 
 def generate() -> dict[str, Any]:

@@ -47,6 +47,9 @@ def up(
         if stack.review_api_url:
             console.print(f"Review API: {stack.review_api_url}  (`reintegra review list`, with REINTEGRA_API_TOKEN)",
                           markup=False, highlight=False)
+        if stack.console_url:
+            console.print(f"Finance console: {stack.console_url}  (sign-ins: `reintegra users add NAME --role "
+                          "finance_viewer --password-stdin`)", markup=False, highlight=False)
         console.print("[bold green]Reintegra is up.[/] Ctrl-C to stop.")
         _watch(stack, stopping, console)
     except KeyboardInterrupt:
@@ -66,8 +69,9 @@ def _watch(stack, stopping: threading.Event, console) -> None:
     reported: set[str] = set()
     while not stopping.wait(1.0):
         watched = dict(stack.processes)
-        if stack.review_api is not None:
-            watched[stack.review_api.name] = stack.review_api
+        for extra in (stack.review_api, stack.console):
+            if extra is not None:
+                watched[extra.name] = extra
         for name, svc in watched.items():
             if name not in reported and not svc.alive():
                 reported.add(name)
@@ -94,6 +98,8 @@ def _summary(stack):
         table.add_row(name, svc.app, _pid(svc.pid), str(svc.log_file))
     if stack.review_api is not None:
         table.add_row("review API", stack.review_api_url, _pid(stack.review_api.pid), str(stack.review_api.log_file))
+    if stack.console is not None:
+        table.add_row("finance console", stack.console_url, _pid(stack.console.pid), str(stack.console.log_file))
     env = stack.env
     if env.get("OTEL_TRACES_EXPORTER"):
         traces = f"{env['OTEL_TRACES_EXPORTER']} -> {env.get('OTEL_EXPORTER_OTLP_ENDPOINT', '(default endpoint)')}"

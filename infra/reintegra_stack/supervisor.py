@@ -33,16 +33,19 @@ from . import _proc
 from .embedded import RunningBroker, RunningPostgres, start_broker, start_postgres
 from .topics import ensure_topics
 
-__all__ = ["ALL_SERVICES", "READY_MARKER", "REVIEW_API", "ServiceProcess", "Stack", "StackConfig", "StackError",
-           "review_api_ports_file"]
+__all__ = ["ALL_SERVICES", "CONSOLE", "READY_MARKER", "REVIEW_API", "ServiceProcess", "Stack", "StackConfig", "StackError",
+           "console_ports_file", "review_api_ports_file"]
 
-ALL_SERVICES = ("intake", "eligibility", "disbursement", "notifications")
+ALL_SERVICES = ("intake", "eligibility", "disbursement", "notifications", "finance")
 # What `faststream run` logs once on_startup hooks ran and the broker is connected and
 # subscribed (faststream/_internal/application.py, `_startup_logging`).
 READY_MARKER = "FastStream app started successfully"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SANDBOX = "provider-sandbox"
 REVIEW_API = "review-api"
+# The finance console and API (``python -m finance.web``, uvicorn), beside the finance service.
+CONSOLE = "finance-console"
+CONSOLE_MODULE = "finance.web"
 REVIEW_API_MODULE = "eligibility.review_api"
 SERVICE_STOP_TIMEOUT_S = 15.0
 
@@ -60,6 +63,8 @@ class StackConfig:
     sandbox_port: int | None = None  # None: reuse the port saved under state_dir, else a free one
     review_api: bool = True  # the review API process, when eligibility is among the services
     review_api_port: int | None = None  # None: reuse the port saved under state_dir, else a free one
+    console: bool = True  # the finance console process, when finance is among the services
+    console_port: int | None = None  # None: reuse the port saved under state_dir, else a free one
     extra_env: dict[str, str] = field(default_factory=dict)  # applied last, overrides everything
     # service -> "module:factory" for `faststream run`; default "<svc>.app:create_app".
     # Lets tests run a stand-in app under a real service name.
@@ -94,6 +99,8 @@ class Stack:
         self.sandbox: ServiceProcess | None = None
         self.review_api: ServiceProcess | None = None
         self.review_api_url = ""
+        self.console: ServiceProcess | None = None
+        self.console_url = ""
         self.processes: dict[str, ServiceProcess] = {
             name: ServiceProcess(name, config.apps.get(name, f"{name}.app:create_app"), self.logs_dir / f"{name}.log")
             for name in config.services
@@ -124,6 +131,8 @@ class Stack:
             self._wait_ready(list(self.processes.values()))
             if self.config.review_api and "eligibility" in self.processes:
                 self._start_review_api()
+            if self.config.console and "finance" in self.processes:
+                self._start_console()
         except BaseException:
             self.stop()
             raise
@@ -131,8 +140,9 @@ class Stack:
     def stop(self) -> None:
         """Services and review API first (they flush offsets/outbox), then sandbox, broker, Postgres. Idempotent."""
         front = [s for s in self.processes.values() if s.process is not None]
-        if self.review_api is not None and self.review_api.process is not None:
-            front.append(self.review_api)
+        for extra in (self.review_api, self.console):
+            if extra is not None and extra.process is not None:
+                front.append(extra)
         self._stop_processes(front)
         if self.sandbox is not None:
             self._stop_processes([self.sandbox])
@@ -158,6 +168,9 @@ class Stack:
         if svc is self.review_api:
             self._start_review_api()
             return
+        if svc is self.console:
+            self._start_console()
+            return
         self._spawn_service(svc)
         self._wait_ready([svc])
 
@@ -166,6 +179,10 @@ class Stack:
             if self.review_api is None:
                 raise KeyError(f"{REVIEW_API} is not part of this stack (StackConfig.review_api, eligibility)")
             return self.review_api
+        if name == CONSOLE:
+            if self.console is None:
+                raise KeyError(f"{CONSOLE} is not part of this stack (StackConfig.console, finance)")
+            return self.console
         return self.processes[name]
 
     def __enter__(self) -> Stack:
@@ -245,6 +262,20 @@ class Stack:
         self._spawn(self.review_api, argv, self.env, must_contain=REVIEW_API_MODULE)
         self._wait_healthz(self.review_api, self.review_api_url, self.config.ready_timeout_s)
 
+    def _start_console(self) -> None:
+        port = self.config.console_port
+        if port is None:
+            port = _saved_port(console_ports_file(self.state_dir), CONSOLE)
+        self.console_url = f"http://127.0.0.1:{port}"
+        if self.console is None:
+            self.console = ServiceProcess(CONSOLE, CONSOLE_MODULE, self.logs_dir / f"{CONSOLE}.log")
+        env = {**self.env}
+        if self.review_api_url:
+            env.setdefault("REINTEGRA_REVIEW_API_URL", self.review_api_url)
+        argv = [sys.executable, "-m", CONSOLE_MODULE, "--host", "127.0.0.1", "--port", str(port)]
+        self._spawn(self.console, argv, env, must_contain=CONSOLE_MODULE)
+        self._wait_healthz(self.console, self.console_url, self.config.ready_timeout_s)
+
     def _wait_healthz(self, svc: ServiceProcess, base_url: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while not _http_ok(f"{base_url}/healthz"):
@@ -296,6 +327,11 @@ class Stack:
         for svc in services:
             if svc.process is not None:
                 svc.process.stop(timeout=0.1)  # SIGKILLs leftovers in the group; idempotent
+
+
+def console_ports_file(state_dir: Path) -> Path:
+    """Where the local stack saves the finance console's port (``reintegra finance`` and the demo read it)."""
+    return Path(state_dir) / "finance-console" / "ports.json"
 
 
 def review_api_ports_file(state_dir: Path) -> Path:

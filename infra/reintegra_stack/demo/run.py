@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from reintegra_stack.demo.money import load_demo_rates, print_money
+from reintegra_stack.demo.finance import reconcile_demo
 from reintegra_stack.demo.providers import print_providers
 from reintegra_stack.demo.review import second_act
 from reintegra_stack.demo.scenario import Scenario
@@ -87,7 +88,9 @@ async def run_demo(stack, scenario: Scenario, timeout_s: float, console: Console
     review_ok = await second_act(stack, scenario, watcher, console, publish_records)
     providers_ok = await print_providers(console, stack.database_url, stack.provider_base_url)
     ledger_ok = await print_money(console, stack.database_url)
-    return done and trace_ok and review_ok and providers_ok and ledger_ok
+    finance_ok = await reconcile_demo(console, stack.database_url, stack.state_dir / "sandbox" / "statements",
+                                      stack.console_url, prefix.rsplit("-", 1)[-1].lower())
+    return done and trace_ok and review_ok and providers_ok and ledger_ok and finance_ok
 
 
 async def publish_records(bootstrap_servers: str, records: list) -> None:

@@ -115,6 +115,7 @@ CREATE TABLE match_results (
     run_id        bigint  NOT NULL REFERENCES reconciliation_runs (id),
     n             integer NOT NULL,
     kind          text    NOT NULL,
+    key           text    NOT NULL,    -- the finding's key, the same in every run
     provider      text,
     reference     text,
     case_id       text,
@@ -140,6 +141,7 @@ CREATE TABLE exceptions (
     details      jsonb       NOT NULL DEFAULT '{}',
     state        text        NOT NULL,
     request      jsonb,                 -- the pending write-off or re-pay request, if any
+    assignee     text,                  -- who is investigating it
     dedupe_key   text        NOT NULL UNIQUE,
     raised_at    timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now(),
