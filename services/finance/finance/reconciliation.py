@@ -135,7 +135,7 @@ async def _record(conn: asyncpg.Connection, run: int, results: list[matching.Mat
             [m[0] for m in matched], [m[1] for m in matched], run)
     findings = [{
         "kind": r.kind, "source": "statement", "provider": r.provider, "reference": r.reference,
-        "case_id": r.case_id, "amount_minor": r.found_minor if r.found_minor is not None else r.expected_minor,
+        "case_id": r.case_id, "amount_minor": _at_stake(r),
         "currency": r.currency, "details": {**dict(r.details), "run": run, "line_ids": list(r.line_ids),
                                             "expected_minor": r.expected_minor, "found_minor": r.found_minor},
         "dedupe_key": f"statement:{r.key}",
@@ -170,3 +170,11 @@ async def get_run(conn: asyncpg.Connection | asyncpg.Pool, run_id: int
         "SELECT m.*, e.state AS exception_state FROM match_results m LEFT JOIN exceptions e ON e.id = m.exception_id "
         "WHERE m.run_id = $1 ORDER BY m.n", run_id)
     return run, results
+
+
+def _at_stake(r: matching.MatchResult) -> int | None:
+    """What a write-off of the finding could be at most: for an amount mismatch the difference, else
+    what the line shows (or, for a missing payment, what was sent)."""
+    if r.kind == matching.AMOUNT_MISMATCH and r.found_minor is not None and r.expected_minor is not None:
+        return abs(r.expected_minor - r.found_minor) or None
+    return r.found_minor if r.found_minor is not None else r.expected_minor
