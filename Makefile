@@ -27,6 +27,7 @@ up: $(STAMP)
 ## The test suite, against a real broker (Apache Kafka; Tansu where Java/Maven are missing) and Postgres.
 test: $(STAMP)
 	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest tests/browser
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -37,6 +37,24 @@ class Infra:
     state_dir: Path
 
 
+BROWSER_TESTS = Path(__file__).resolve().parent / "tests" / "browser"
+
+
+def _asks_for_browser_tests_only(config: pytest.Config) -> bool:
+    paths = [Path(str(a).split("::", 1)[0]).resolve() for a in config.args]
+    return bool(paths) and all(p == BROWSER_TESTS or BROWSER_TESTS in p.parents for p in paths)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The browser tests run in a pytest run of their own (`make test` runs both): Playwright's sync
+    API keeps an event loop running in the main thread for the rest of the session, and the asyncio
+    tests after it could not run theirs."""
+    path = collection_path.resolve()
+    if (path == BROWSER_TESTS or BROWSER_TESTS in path.parents) and not _asks_for_browser_tests_only(config):
+        return True
+    return None
+
+
 @pytest.fixture(scope="session")
 def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     from reintegra_stack._proc import run_coro_blocking

@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from browser_kit import PASSWORD, make_user, query, sign_in, unique
 from playwright.sync_api import Page, expect
-
-from conftest import PASSWORD, make_user, query, sign_in, unique
 
 
 @pytest.fixture(autouse=True)

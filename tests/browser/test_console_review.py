@@ -12,9 +12,8 @@ import urllib.request
 from urllib.parse import quote
 
 import pytest
+from browser_kit import PASSWORD, make_user, sign_in, start_console, unique
 from playwright.sync_api import expect
-
-from conftest import PASSWORD, make_user, sign_in, start_console, unique
 
 PLAN_AUTHOR = "caseworker:k.benali"  # approved_by of every sample plan (tests/support.py)
 REVIEW_TIMEOUT_S = 60

@@ -23,7 +23,9 @@ from finance.domain import matching
 from finance.domain.statements import StatementFormatError
 
 from .auth_deps import page_principal
+from .i18n import translator
 from .rendering import redirect_after_post, render
+from .request_context import request_locale
 from .runtime import client_ip, get_pool
 
 router = APIRouter()
@@ -227,7 +229,7 @@ async def reports_page(request: Request, programme: str = "", period_from: str =
     return render(request, "finance_reports.html", {
         "reports": reports, "programmes": names, "programme": programme, "period": period, "error": error,
         "burn": burn, "per_day": per_day, "chart_js": CHART_JS,
-        "burn_chart": _script_json(_burn_chart(burn)), "day_chart": _script_json(_day_chart(per_day, period)),
+        "burn_chart": _script_json(_burn_chart(burn, translator(request_locale(request)))), "day_chart": _script_json(_day_chart(per_day, period)),
         "query": request.url.query})
 
 
@@ -236,14 +238,14 @@ def _script_json(value: dict) -> str:
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _burn_chart(burn) -> dict:
+def _burn_chart(burn, t) -> dict:
     labels = [b.programme for b in burn]
 
     def major(b, value):
         return float(Decimal(value).scaleb(-minor_units(b.currency))) if b.currency else value
 
-    series = [("Budget", "budget_minor", "#9fb3c8"), ("Reserved", "reserved_minor", "#f0b429"),
-              ("Paid", "paid_minor", "#2f855a"), ("Available", "available_minor", "#3182ce")]
+    series = [(t("fin.reports.budget"), "budget_minor", "#9fb3c8"), (t("fin.reports.reserved"), "reserved_minor", "#f0b429"),
+              (t("fin.reports.paid"), "paid_minor", "#2f855a"), (t("fin.reports.available"), "available_minor", "#3182ce")]
     return {"type": "bar", "data": {"labels": labels, "datasets": [
         {"label": name, "backgroundColor": colour, "data": [major(b, getattr(b, field)) for b in burn]}
         for name, field, colour in series]},
