@@ -27,7 +27,7 @@ def demo(
     stack = Stack(StackConfig(state_dir=state_dir, broker=broker, extra_env={"OTEL_BSP_SCHEDULE_DELAY": "500"}))
     ok = False
     try:
-        with console.status("starting Postgres, the broker, the provider sandbox and the four services..."):
+        with console.status("starting Postgres, the broker, the provider sandbox, the five services and the finance console..."):
             stack.start()
         console.print(f"Stack up: broker [bold]{stack.broker.kind}[/] at {stack.bootstrap_servers}, "
                       f"Postgres at {stack.database_url}, sandbox at {stack.provider_base_url}")

@@ -54,7 +54,7 @@ async def reconcile_demo(console: Console, database_url: str, statements_dir: Pa
                       f"and MT940): {lines} lines, {new} distinct (the three formats of a day are the same lines).")
         async with conn.transaction():
             summary = await run_reconciliation(conn, "demo")
-        table = Table(title=f"Reconciliation run {summary.run} (as of {summary.as_of})")
+        table = Table(title=f"Reconciliation run {summary.run}", caption=f"as of {summary.as_of}")
         for column in ("result", "count"):
             table.add_column(column, justify="left" if column == "result" else "right")
         for kind, count in sorted(summary.counts.items()):
@@ -76,7 +76,8 @@ async def reconcile_demo(console: Console, database_url: str, statements_dir: Pa
     if console_url:
         username, password = sign_in
         console.print(f"Finance console: [bold]{console_url}[/]  sign in as [bold]{username}[/] / [bold]{password}[/]"
-                      " (finance approver and reviewer; `reintegra users add` for more)")
+                      " (finance approver and reviewer). It runs while the demo does: `reintegra demo "
+                      "--keep-running` leaves it up, `reintegra up` brings it back on the same data.")
     return ok
 
 
