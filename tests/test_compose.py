@@ -13,7 +13,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-APP_SERVICES = ("intake", "eligibility", "disbursement", "notifications")
+APP_SERVICES = ("intake", "eligibility", "disbursement", "notifications", "finance")
 REQUIRED_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
@@ -157,6 +157,19 @@ def test_review_api_serves_on_its_port_beside_eligibility() -> None:
     assert review["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert "eligibility" in review["depends_on"]
     assert "8091/healthz" in " ".join(review["healthcheck"]["test"])
+
+
+def test_the_finance_console_serves_on_its_port_beside_finance_with_a_shared_secret() -> None:
+    console = SERVICES["finance-console"]
+    assert _command(console) == "python -m finance.web --host 0.0.0.0 --port 8093"
+    assert (ROOT / "services" / "finance" / "finance" / "web" / "__main__.py").is_file()
+    assert "8093:8093" in [str(p) for p in console["ports"]]
+    env = _environment(console)
+    assert env["REINTEGRA_REVIEW_API_URL"] == "http://review-api:8091"
+    # every instance signs cookies with one secret, which compose refuses to start without
+    assert env["REINTEGRA_CONSOLE_SECRET"].startswith("${REINTEGRA_CONSOLE_SECRET:?")
+    assert "finance" in console["depends_on"]
+    assert "8093/healthz" in " ".join(console["healthcheck"]["test"])
 
 
 # --------------------------------------------------------------------------- ensure_topics
