@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from reintegra_stack.demo.money import load_demo_rates, print_money
 from reintegra_stack.demo.finance import reconcile_demo
+from reintegra_stack.demo.money import load_demo_rates, print_money
 from reintegra_stack.demo.providers import print_providers
 from reintegra_stack.demo.review import second_act
 from reintegra_stack.demo.scenario import Scenario
