@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
@@ -54,8 +56,22 @@ class StatementFormatError(ValueError):
 
 def line_key(line: StatementLine, occurrence: int) -> str:
     """A line's identity across formats: the CSV, camt.053 and MT940 of one day give each line the
-    same key (references are left out: MT940 cuts them short); two identical lines of one file are
-    told apart by their occurrence (1, 2, ...)."""
+    same key. Only what every format states in full goes in (not our reference: MT940 may cut it
+    short; not the value date or counterparty: CSV layouts may lack them). Two identical lines of
+    one file are told apart by their occurrence (1, 2, ...)."""
+    if occurrence < 1:
+        raise ValueError(f"occurrences count from 1, not {occurrence}")
     parts = (line.provider_ref or "", line.direction, "R" if line.reversal else "", str(line.amount_minor),
              line.currency.upper(), line.booking_date.isoformat(), str(occurrence))
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def line_keys(lines: Iterable[StatementLine]) -> list[str]:
+    """The keys of one file's lines, in order, each identical line numbered by its occurrence."""
+    seen: Counter[str] = Counter()
+    keys = []
+    for line in lines:
+        first = line_key(line, 1)
+        seen[first] += 1
+        keys.append(line_key(line, seen[first]))
+    return keys

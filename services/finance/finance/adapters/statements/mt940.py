@@ -1,138 +1,163 @@
-"""SWIFT MT940 statements, read with the mt-940 library.
+"""SWIFT MT940 statements, one statement per file, read with the mt-940 library (5.1.1, pinned).
 
-Our references and the providers' transfer ids are longer than the 16 characters MT940 allows in
-:61:, so both are read whole from the :86: field (/EREF/..., /TXID/...), else from the :61:
-supplementary line and the bank reference (after //)."""
+The library is lenient where finance cannot be, and its errors say nowhere: it moves 30 February to
+the 28th (that fix-up is switched off here), merges a :61: without a transaction type into the one
+before it (refused here), and raises bare errors, so each tag is read under a guard naming its line.
+Our references and the providers' transfer ids are longer than the 16 characters :61: gives them,
+so the whole values are read from :86: (/EREF/..., /TXID/...) when it has them."""
 
 from __future__ import annotations
 
+import logging
 import re
-from decimal import Decimal
+from datetime import date
+from decimal import InvalidOperation
+from typing import Any
 
 import mt940
 
 from finance.domain.statements import CREDIT, DEBIT, ParsedStatement, StatementFormatError, StatementLine
 
-from .amounts import currency_code
+from .amounts import currency_code, minor_from_decimal
 
-_TAG = re.compile(r"^:(\d{2}[A-Z]?):", re.MULTILINE)
-_EREF = re.compile(r"/EREF/([^/\n]+)")
-_TXID = re.compile(r"/TXID/([^/\n]+)")
-_REFERENCE = re.compile(r"\bRG-[0-9a-fA-F]{8,}(?:-\d+)?\b")
+# The library logs an unreadable field whole (names, accounts) at ERROR; the refusal says where without them.
+logging.getLogger("mt940.tags").setLevel(logging.CRITICAL)
+
+_TAG = re.compile(r"^:(\d{2}[A-Z]?|NS):", re.MULTILINE)
+_LAYOUT = {
+    "61": "YYMMDD[MMDD] D|C|RD|RC amount type(NTRF...) reference[//bank reference]",
+    "60F": "D|C YYMMDD currency amount", "60M": "D|C YYMMDD currency amount",
+    "62F": "D|C YYMMDD currency amount", "62M": "D|C YYMMDD currency amount", "28C": "number[/sequence]",
+}
+_REQUIRED = (("20", ("20",), "transaction reference"), ("25", ("25", "25P"), "account"),
+             ("28C", ("28C",), "statement number"), ("60F", ("60F", "60M"), "opening balance"),
+             ("62F", ("62F", "62M"), "closing balance"))
+# RD reverses a debit (money comes back in), RC a credit (money leaves).
+_DIRECTION = {"D": DEBIT, "C": CREDIT, "RD": CREDIT, "RC": DEBIT}
 
 
-def _text(data: bytes) -> str:
+def _decode(data: bytes) -> str:
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
-        raise StatementFormatError(f"line {line}", "not UTF-8 text") from None
+        raise StatementFormatError(f"line {line}", f"not UTF-8 text (byte {exc.start + 1} of the file)") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _tag_lines(text: str) -> list[tuple[str, int]]:
-    return [(m.group(1), text.count("\n", 0, m.start()) + 1) for m in _TAG.finditer(text)]
+def _why(tag: str, exc: Exception) -> str:
+    if isinstance(exc, RuntimeError):
+        return f"not a valid :{tag}: field ({_LAYOUT.get(tag, 'see the MT940 layout')})"
+    if isinstance(exc, InvalidOperation):
+        return "the amount is not a number (digits and one decimal comma)"
+    return f"unreadable ({exc})"
 
 
-def _require(tags: list[tuple[str, int]], text: str) -> None:
-    names = [t for t, _ in tags]
-    last_line = text.count("\n") + 1
-    if not names:
-        raise StatementFormatError("line 1", "no MT940 field (:20:, :25:, :60F:, ...)")
-    for needed, what in (("20", "transaction reference"), ("25", "account"), ("28C", "statement number")):
-        if needed not in names:
-            raise StatementFormatError("line 1", f"no :{needed}: ({what})")
-    if not {"60F", "60M"} & set(names):
-        raise StatementFormatError("line 1", "no :60F: opening balance")
-    if not {"62F", "62M"} & set(names):
-        raise StatementFormatError(f"line {last_line}", "no :62F: closing balance: the file is cut short")
+class _Reader(mt940.models.Transactions):
+    """The library's parser with each tag read under a guard that names its line in the file (it
+    hooks _process_match, where the library reads one tag)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(processors={"pre_statement": []}, options=mt940.Options.all())
+        # The library drops blank lines and "-" before reading: its line i is the file's kept[i].
+        self._kept = [n for n, raw in enumerate(text.split("\n"), start=1) if self.strip([raw])]
+        self.entry_lines: list[int] = []
+
+    def _process_match(self, match: re.Match[str], i: int, valid_matches: list[re.Match[str]], data: str) -> None:
+        line, tag = self._kept[data.count("\n", 0, match.start())], match.group("full_tag")
+        try:
+            super()._process_match(match, i, valid_matches, data)
+        except Exception as exc:  # noqa: BLE001 - the library raises bare errors: refused with the tag's line
+            raise StatementFormatError(f"line {line}, :{tag}:", _why(tag, exc)) from None
+        if tag == "61":
+            if not self.transactions[-1].data.get("id"):
+                raise StatementFormatError(f"line {line}, :61:", "no transaction type after the amount (NTRF, "
+                                           "NMSC, ...)")
+            self.entry_lines.append(line)
 
 
-def _minor(amount, currency: str, location: str) -> int:
-    from reintegra.money import minor_units
+def _check_layout(text: str) -> dict[str, list[int]]:
+    """The line of each tag; refused unless the statement has each required tag once, in order."""
+    where: dict[str, list[int]] = {}
+    for m in _TAG.finditer(text):
+        where.setdefault(m.group(1), []).append(text.count("\n", 0, m.start()) + 1)
+    if not where:
+        raise StatementFormatError("line 1", "not an MT940 statement: no field (:20:, :25:, :60F:, :61:, :62F:)")
+    first, last = min(min(lines) for lines in where.values()), text.rstrip("\n").count("\n") + 1
+    for name, tags, what in _REQUIRED:
+        lines = sorted(n for tag in tags for n in where.get(tag, []))
+        if not lines:
+            raise StatementFormatError(f"line {last}" if name == "62F" else f"line {first}", f"no :{name}: ({what})"
+                                       + (": the file is cut short" if name == "62F" else ""))
+        if len(lines) > 1:
+            raise StatementFormatError(f"line {lines[1]}", f"a second :{name}: ({what}); one statement per file")
+    entries = where.get("61", [])
+    if entries and entries[0] < min(where.get("60F", []) + where.get("60M", [])):
+        raise StatementFormatError(f"line {entries[0]}, :61:", "an entry before the opening balance")
+    if entries and entries[-1] > min(where.get("62F", []) + where.get("62M", [])):
+        raise StatementFormatError(f"line {entries[-1]}, :61:", "an entry after the closing balance")
+    return where
 
-    value = Decimal(str(amount.amount))
-    scaled = value.scaleb(minor_units(currency))
-    if scaled != scaled.to_integral_value():
-        raise StatementFormatError(location, f"{value} has more decimals than {currency} allows")
-    return int(scaled)
+
+def _balance(reader: _Reader, kind: str, line: int, tag: str, currency: str | None) -> tuple[int, date, str]:
+    balance = reader.data.get(f"final_{kind}_balance") or reader.data.get(f"intermediate_{kind}_balance")
+    location = f"line {line}, :{tag}:"
+    code = currency_code(balance.amount.currency, location)
+    if currency and code != currency:
+        raise StatementFormatError(location, f"{code}; the opening balance is in {currency}")
+    return minor_from_decimal(balance.amount.amount, code, location), balance.date, code
 
 
 def parse_mt940(data: bytes) -> ParsedStatement:
-    text = _text(data).replace("\r\n", "\n")
-    tags = _tag_lines(text)
-    _require(tags, text)
-    try:
-        statement = mt940.models.Transactions()
-        statement.parse(text)
-    except Exception as exc:  # noqa: BLE001 - the library raises bare errors: reported with a location
-        raise StatementFormatError("line ?", f"unreadable MT940: {exc}") from None
-    lines_of_61 = [line for tag, line in tags if tag == "61"]
-    if len(lines_of_61) != len(statement.transactions):
-        raise StatementFormatError(f"line {lines_of_61[len(statement.transactions)] if len(lines_of_61) > len(statement.transactions) else '?'}",
-                                   "a :61: entry could not be read")
-    opening = statement.data.get("final_opening_balance") or statement.data.get("intermediate_opening_balance")
-    closing = statement.data.get("final_closing_balance") or statement.data.get("intermediate_closing_balance")
-    currency = currency_code(getattr(opening.amount, "currency", None) if opening else None, "line 1, :60F:")
+    text = _decode(data)
+    where = _check_layout(text)
+    reader = _Reader(text)
+    reader.parse(text)
+    if len(reader.transactions) != len(reader.entry_lines):
+        raise StatementFormatError(f"line {where['20'][0]}", f"{len(reader.entry_lines)} :61: entries read as "
+                                   f"{len(reader.transactions)}")
+    open_tag = "60F" if "60F" in where else "60M"
+    close_tag = "62F" if "62F" in where else "62M"
+    opening, start, currency = _balance(reader, "opening", where[open_tag][0], open_tag, None)
+    closing, end, _ = _balance(reader, "closing", where[close_tag][0], close_tag, currency)
     lines = tuple(_entry(t.data, n, line, currency) for n, (t, line) in
-                  enumerate(zip(statement.transactions, lines_of_61, strict=True), start=1))
-    opening_minor = _minor(opening.amount, currency, ":60F:") if opening else None
-    closing_minor = _minor(closing.amount, currency, ":62F:") if closing else None
-    if opening_minor is not None and closing_minor is not None:
-        net = sum(x.amount_minor if x.direction == CREDIT else -x.amount_minor for x in lines)
-        if opening_minor + net != closing_minor:
-            closing_line = next(line for tag, line in tags if tag in ("62F", "62M"))
-            raise StatementFormatError(f"line {closing_line}, :62F:", f"the opening balance {opening_minor} and "
-                                       f"the entries ({net:+}) do not give the closing balance {closing_minor}")
-    days = [x.booking_date for x in lines]
-    return ParsedStatement("mt940", statement.data.get("transaction_reference"),
-                           statement.data.get("account_identification"), currency, min(days, default=None),
-                           max(days, default=None), opening_minor, closing_minor, lines)
+                  enumerate(zip(reader.transactions, reader.entry_lines, strict=True), start=1))
+    net = sum(x.amount_minor if x.direction == CREDIT else -x.amount_minor for x in lines)
+    if opening + net != closing:
+        raise StatementFormatError(f"line {where[close_tag][0]}, :{close_tag}:", f"the opening balance {opening} "
+                                   f"and the entries ({net:+}) give {opening + net}, not the closing balance {closing}")
+    return ParsedStatement("mt940", reader.data.get("transaction_reference"), reader.data.get("account_identification"),
+                           currency, _day(start), _day(end), opening, closing, lines)
 
 
-def _entry(data: dict, n: int, line: int, statement_currency: str) -> StatementLine:
-    location = f":61: {n} (line {line})"
+def _entry(data: dict[str, Any], n: int, line: int, currency: str) -> StatementLine:
+    location = f"line {line}, :61:"
     mark = (data.get("status") or "").upper()
-    if mark not in ("D", "C", "RD", "RC"):
-        raise StatementFormatError(location, f"{mark!r} is not a debit/credit mark (D, C, RD, RC)")
-    currency = currency_code(data.get("currency") or statement_currency, location)
-    amount = abs(_minor(data["amount"], currency, location))
+    amount = abs(minor_from_decimal(data["amount"].amount, currency, location))
     if amount == 0:
         raise StatementFormatError(location, "the amount is 0")
-    # RD reverses a debit (money comes back), RC a credit.
-    direction = DEBIT if mark in ("D", "RC") else CREDIT
-    details = data.get("transaction_details") or ""
-    extra = data.get("extra_details") or ""
-    eref = _EREF.search(details)
-    reference = (eref.group(1).strip() if eref else None) or _first_reference(extra, details) or \
-        _none_if_empty(data.get("customer_reference"))
-    booked = data.get("date")
-    txid = _TXID.search(details)  # the whole id: the bank reference of :61: holds 16 characters at most
-    provider_ref = txid.group(1).strip() if txid else _none_if_empty(data.get("bank_reference"))
-    return StatementLine(location=location, booking_date=booked and _as_date(booked), value_date=None,
-                         provider_ref=provider_ref, reference=reference,
-                         amount_minor=amount, currency=currency, direction=direction, reversal=mark.startswith("R"),
-                         counterparty=_benm(details), status="BOOK")
+    # :86: continues over lines of 65 characters: its /KEY/value fields run on across them.
+    details = "".join((data.get("transaction_details") or "").splitlines())
+    value_date = _day(data["date"])
+    return StatementLine(
+        location=f":61: {n} (line {line})", booking_date=_day(data.get("entry_date")) or value_date,
+        value_date=value_date, provider_ref=_field(details, "TXID") or _reference(data.get("bank_reference")),
+        reference=(_reference(data.get("customer_reference")) or _field(details, "EREF")
+                   or _reference(data.get("end_to_end_reference")) or _reference(data.get("extra_details"))),
+        amount_minor=amount, currency=currency, direction=_DIRECTION[mark], reversal=mark.startswith("R"),
+        counterparty=_field(details, "BENM") or _field(details, "ORDP") or _reference(data.get("applicant_name")),
+        status="BOOK")  # an MT940 statement lists booked entries only
 
 
-def _as_date(value):
-    from datetime import date
-
-    return date(value.year, value.month, value.day)
+def _day(value: date | None) -> date | None:
+    return date(value.year, value.month, value.day) if value else None  # the library's Date subclass, made plain
 
 
-def _first_reference(*texts: str) -> str | None:
-    for text in texts:
-        found = _REFERENCE.search(text or "")
-        if found:
-            return found.group(0)
-    return None
+def _field(details: str, key: str) -> str | None:
+    found = re.search(rf"/{key}/([^/]+)", details)
+    return _reference(found.group(1)) if found else None
 
 
-def _none_if_empty(value: str | None) -> str | None:
+def _reference(value: str | None) -> str | None:
     value = (value or "").strip()
-    return None if not value or value.upper() == "NONREF" else value
-
-
-def _benm(details: str) -> str | None:
-    found = re.search(r"/BENM/([^/\n]+)", details)
-    return found.group(1).strip() if found else None
+    return None if not value or value.upper() in ("NONREF", "NOTPROVIDED") else value
