@@ -1109,3 +1109,140 @@ class GrantMoneyMachine(RuleBasedStateMachine):
 GrantMoneyMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=30, deadline=None,
                                                suppress_health_check=[HealthCheck.too_slow])
 test_any_sequence_of_events_keeps_the_books_right = GrantMoneyMachine.TestCase
+
+
+# --------------------------------------------------------------------------------------------
+# what finance decided: re-pay an attempt that executed nothing, write off a doubt
+# --------------------------------------------------------------------------------------------
+
+
+def unresolved_cash_tranche(bank: Bank) -> tuple[CaseLedger, tuple[str, str, int], str]:
+    """The c1 cash tranche claimed (`sending`, as the dispatcher's claim leaves it) whose outcome
+    the provider never told by the deadline."""
+    ledger, _ = approve_contract_plan(bank)
+    k = key("c1", 1)
+    ledger.tranches[k].status = "sending"
+    run(bank, ledger, ledger.payment_unresolved, k, "no outcome by the deadline", cause="unresolved:1",
+        actor="disbursement")
+    statuses(ledger)
+    return ledger, k, ref("c1", 1)
+
+
+def test_finance_repay_ends_the_unresolved_attempt_failed_and_pays_again_under_attempt_2():
+    bank = Bank()
+    ledger, k, r = unresolved_cash_tranche(bank)
+    available = bank.available()
+    refusal = None
+
+    def repay():
+        nonlocal refusal
+        refusal = ledger.finance_repay(k, "provider confirmed nothing executed")
+
+    ctx = run(bank, ledger, repay, cause="decision-1", actor="finance:approver-2")
+    assert refusal is None
+    # What was owed goes back to the commitment and is owed again under a2: nothing is paid twice.
+    assert moves(ctx) == [
+        (f"unpay-fx-out:{r}", "payable:orange_money_ci:XOF", "fx:XOF", "XOF", 196_787, POSTED),
+        (f"unpay-fx-in:{r}", "fx:EUR", COMMITMENT, "EUR", 30_000, POSTED),
+        (f"fx-out:{r}:a2", COMMITMENT, "fx:EUR", "EUR", 30_000, POSTED),
+        (f"fx-in:{r}:a2", "fx:XOF", "payable:orange_money_ci:XOF", "XOF", 196_787, POSTED),
+    ]
+    assert all((t.cause, t.actor) == ("decision-1", "finance:approver-2") for t in ctx.books.transfers)
+    assert bank.available() == available
+    tranche = ledger.tranches[k]
+    assert (tranche.status, tranche.attempt, tranche.hold_reason, tranche.payment_ref) == ("released", 2, None,
+                                                                                          f"{r}-2")
+    said = statuses(ledger)
+    assert [(t, d.get("reason")) for t, d in said] == [
+        (PAYMENT_FAILED, "not_executed_confirmed_by_finance"), (TRANCHE_RELEASED, "reissued")]
+    # The decision delivered again (a replay) finds nothing to re-pay and moves nothing.
+    again = []
+    ctx = run(bank, ledger, lambda: again.append(ledger.finance_repay(k, "again")))
+    assert ctx.books.transfers == [] and again[0] is not None and "released" in again[0]
+
+
+def test_finance_repay_of_a_failed_tranche_pays_it_again_to_the_same_payout():
+    bank = Bank()
+    ledger, _ = approve_contract_plan(bank)
+    k, r = key("c1", 1), ref("c1", 1)
+    run(bank, ledger, ledger.payment_sent, k, "OM-1")
+    run(bank, ledger, ledger.payment_failed, k, "provider_outage")
+    statuses(ledger)
+    out = []
+    ctx = run(bank, ledger, lambda: out.append(ledger.finance_repay(k, "outage over")))
+    assert out == [None]
+    assert moves(ctx) == [
+        (f"fx-out:{r}:a2", COMMITMENT, "fx:EUR", "EUR", 30_000, POSTED),
+        (f"fx-in:{r}:a2", "fx:XOF", "payable:orange_money_ci:XOF", "XOF", 196_787, POSTED),
+    ]
+    assert ledger.tranches[k].status == "released" and ledger.tranches[k].attempt == 2
+
+
+@pytest.mark.parametrize("status", ["released", "sent", "settled", "cancelled"])
+def test_finance_repay_is_refused_for_a_payment_without_doubt_and_moves_nothing(status):
+    bank = Bank()
+    ledger, _ = approve_contract_plan(bank)
+    k = key("c1", 1)
+    ledger.tranches[k].status = status
+    statuses(ledger)
+    out = []
+    ctx = run(bank, ledger, lambda: out.append(ledger.finance_repay(k, "why not")))
+    assert out[0] is not None and status in out[0]
+    assert ctx.books.transfers == [] and ledger.tranches[k].status == status and statuses(ledger) == []
+
+
+def test_finance_repay_of_a_vendor_payment_is_refused():
+    bank = Bank()
+    ledger, _ = approve_contract_plan(bank)
+    k = key("c2", 1)
+    ledger.tranches[k].status = "failed"
+    out = []
+    ctx = run(bank, ledger, lambda: out.append(ledger.finance_repay(k, "vendor")))
+    assert out[0] is not None and "vendor" in out[0]
+    assert ctx.books.transfers == [] and ledger.tranches[k].attempt == 1
+
+
+def test_finance_write_off_books_an_unresolved_payment_paid_as_instructed_once():
+    bank = Bank()
+    ledger, k, r = unresolved_cash_tranche(bank)
+    out = []
+    ctx = run(bank, ledger, lambda: out.append(ledger.finance_write_off(k, "provider cannot tell; loss accepted")),
+              cause="decision-2", actor="finance:approver-2")
+    assert out == [None]
+    assert moves(ctx) == [(f"settle:{r}", "payable:orange_money_ci:XOF", "paid:orange_money_ci:XOF", "XOF",
+                           196_787, POSTED)]
+    tranche = ledger.tranches[k]
+    assert (tranche.status, tranche.hold_reason) == ("settled", None)
+    said = statuses(ledger)
+    assert (PAYMENT_SETTLED, "written_off_by_finance") in [(t, d.get("reason")) for t, d in said]
+    assert said.index(next(s for s in said if s[0] == PAYMENT_SENT)) < said.index(
+        next(s for s in said if s[0] == PAYMENT_SETTLED))
+    # Written off twice: refused, nothing moves.
+    ctx = run(bank, ledger, lambda: out.append(ledger.finance_write_off(k, "again")))
+    assert ctx.books.transfers == [] and out[-1] is not None and "settled" in out[-1]
+
+
+def test_finance_write_off_of_a_settlement_mismatch_settles_at_the_instructed_amount():
+    bank = Bank()
+    ledger, _ = approve_contract_plan(bank)
+    k, r = key("c1", 1), ref("c1", 1)
+    run(bank, ledger, ledger.payment_sent, k, "OM-1")
+    run(bank, ledger, ledger.settlement_mismatch, k, "the provider settled 190000 XOF where 196787 XOF ...")
+    assert ledger.tranches[k].hold_reason == "settlement_mismatch"
+    out = []
+    ctx = run(bank, ledger, lambda: out.append(ledger.finance_write_off(k, "difference written off")))
+    assert out == [None]
+    assert moves(ctx) == [(f"settle:{r}", "payable:orange_money_ci:XOF", "paid:orange_money_ci:XOF", "XOF",
+                           196_787, POSTED)]
+
+
+@pytest.mark.parametrize("status", ["released", "sent", "failed"])
+def test_finance_write_off_without_a_doubt_held_is_refused(status):
+    bank = Bank()
+    ledger, _ = approve_contract_plan(bank)
+    k = key("c1", 1)
+    ledger.tranches[k].status = status
+    out = []
+    ctx = run(bank, ledger, lambda: out.append(ledger.finance_write_off(k, "no")))
+    assert out[0] is not None and status in out[0]
+    assert ctx.books.transfers == [] and ledger.tranches[k].status == status

@@ -309,6 +309,46 @@ class CaseLedger:
         if tranche.status == "sent":
             self._wait(tranche, SETTLEMENT_MISMATCH, message)
 
+    # --- what finance decided (four eyes checked there) ------------------------------------
+    def finance_repay(self, key: TrancheKey, reason: str) -> str | None:
+        """Finance confirmed with the provider that an attempt executed nothing: it ends as failed and
+        the tranche is paid again at once, to the current payout, under the next attempt's reference.
+        Returns why it cannot be done, or None."""
+        tranche = self.tranches[key]
+        unresolved = tranche.hold_reason == PAYMENT_OUTCOME_UNRESOLVED and tranche.status in ("sending", "sent")
+        if not unresolved and tranche.status != "failed":
+            return f"the payment is {tranche.status}, not failed nor of unknown outcome: nothing to pay again"
+        if tranche.modality != "cash":
+            return "a vendor's payment is re-issued with a corrected delivery, not by finance"
+        if unresolved:
+            tranche.failure_reason = f"confirmed not executed: {reason}"
+            if tranche.in_ledger and self.money is not None:
+                grant_money.unpay(self.money, tranche)
+            tranche.hold_reason = None
+            self._set(tranche, "failed", PAYMENT_FAILED, reason="not_executed_confirmed_by_finance")
+        self._reissue(tranche)
+        if tranche.status == "failed":
+            return "the payment failed, but the payout cannot be paid again yet (see its tranche.held)"
+        return None
+
+    def finance_write_off(self, key: TrancheKey, reason: str) -> str | None:
+        """Finance closed the doubt on a payment held for it (its outcome never told, or settled for
+        another amount than instructed) by booking it paid as instructed; the difference, if any, is
+        the loss or gain finance wrote off in its own books. Returns why it cannot be done, or None."""
+        tranche = self.tranches[key]
+        if tranche.hold_reason not in (PAYMENT_OUTCOME_UNRESOLVED, SETTLEMENT_MISMATCH) or \
+                tranche.status not in ("sending", "sent"):
+            return (f"the payment is {tranche.status}" + (f", held for {tranche.hold_reason}" if tranche.hold_reason
+                                                           else "") + ": no doubt on it to write off")
+        if tranche.status == "sending":
+            self._set(tranche, "sent", PAYMENT_SENT)
+        if tranche.in_ledger and self.money is not None:
+            grant_money.settle(self.money, tranche)
+        tranche.hold_reason = None
+        self._set(tranche, "settled", PAYMENT_SETTLED, reason="written_off_by_finance")
+        self._check_completed()
+        return None
+
     # --- budget and rates ----------------------------------------------------------------
     def fund_held(self) -> bool:
         """Reserve the grant held for budget, if the budget now covers it; False when it still does not."""
