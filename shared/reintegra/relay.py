@@ -19,10 +19,13 @@ from aiokafka.errors import (
 from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry import trace
 
+from reintegra.crash import crash_point
 from reintegra.outbox import decode_headers
+from reintegra.privacy import ScrubExceptionText, describe_exception
 from reintegra.telemetry import context_from_traceparent, current_trace_carrier, is_unsampled, tracer
 
 log = logging.getLogger(__name__)
+log.addFilter(ScrubExceptionText())  # tracebacks may quote personal data from a failed statement
 _PARTITIONER = DefaultPartitioner()
 PARTITIONS_MAX_AGE_S = 60.0
 REFUSED_FOR_GOOD = (MessageSizeTooLargeError, RecordTooLargeError, InvalidTopicError, TopicAuthorizationFailedError)
@@ -76,7 +79,8 @@ def _decoded_headers(stored: str) -> tuple[tuple[str, bytes], ...]:
 
 
 class OutboxRelay:
-    """One relay per schema publishes at a time (an advisory lock), so per-key order holds."""
+    """One relay per schema publishes at a time (an advisory lock held by the very session that
+    reads and deletes the rows), so per-key order holds."""
 
     def __init__(
         self,
@@ -99,49 +103,58 @@ class OutboxRelay:
     async def run(self) -> None:
         while True:
             try:
-                async with self._pool.acquire() as lock_conn:
-                    if not await lock_conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self._lock_key):
+                async with self._pool.acquire() as leader_conn:
+                    if not await leader_conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self._lock_key):
                         await asyncio.sleep(1.0)  # another replica is relaying
                         continue
                     try:
-                        await self._relay_while_leader()
+                        await self._relay_while_leader(leader_conn)
                     finally:
-                        await self._give_up_leadership(lock_conn)
+                        await self._give_up_leadership(leader_conn)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("outbox relay failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
 
-    async def _give_up_leadership(self, lock_conn: asyncpg.Connection) -> None:
+    async def _give_up_leadership(self, leader_conn: asyncpg.Connection) -> None:
         try:
-            await lock_conn.execute("SELECT pg_advisory_unlock(hashtext($1))", self._lock_key)
+            await leader_conn.execute("SELECT pg_advisory_unlock(hashtext($1))", self._lock_key)
         except BaseException:
             # Unlock failed or was cancelled: end the session, which releases its lock, rather than
             # return to the pool a connection that would hold the leadership forever.
-            lock_conn.terminate()
+            leader_conn.terminate()
             raise
 
-    async def _relay_while_leader(self) -> None:
+    async def _relay_while_leader(self, leader_conn: asyncpg.Connection) -> None:
+        # Every read and delete goes through the session that holds the lock: if that session dies
+        # (and another relay takes the lock), the next read fails and this relay stops, instead of
+        # publishing beside the new leader through other connections.
         while True:
-            sent = await self.relay_once()
+            sent = await self.relay_once(leader_conn)
             if sent == 0:
                 await asyncio.sleep(self._idle_sleep_s)
 
-    async def relay_once(self) -> int:
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT seq, topic, key, value, headers, traceparent, tracestate FROM outbox ORDER BY seq LIMIT $1",
-                self._batch_size,
-            )
-            if not rows:
-                return 0
-            try:
-                await asyncio.gather(*await self._send_in_batches(rows))
-            except REFUSED_FOR_GOOD:
-                # One row the broker will never take must not stop the others: find it, set it aside.
-                await self._send_one_by_one(conn, rows)
-            await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
+    async def relay_once(self, conn: asyncpg.Connection | None = None) -> int:
+        if conn is None:
+            async with self._pool.acquire() as conn:
+                return await self._relay_batch(conn)
+        return await self._relay_batch(conn)
+
+    async def _relay_batch(self, conn: asyncpg.Connection) -> int:
+        rows = await conn.fetch(
+            "SELECT seq, topic, key, value, headers, traceparent, tracestate FROM outbox ORDER BY seq LIMIT $1",
+            self._batch_size,
+        )
+        if not rows:
+            return 0
+        try:
+            await asyncio.gather(*await self._send_in_batches(rows))
+        except REFUSED_FOR_GOOD:
+            # One row the broker will never take must not stop the others: find it, set it aside.
+            await self._send_one_by_one(conn, rows)
+        crash_point("relay.after_publish", (rows[0]["key"] or b"").decode(errors="replace"))
+        await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
         self.published += len(rows)
         return len(rows)
 
@@ -151,15 +164,15 @@ class OutboxRelay:
                 await (await self._producer.send(row["topic"], value=row["value"], key=row["key"],
                                                  headers=self._headers_with_trace(row)))
             except REFUSED_FOR_GOOD as exc:
-                log.error("broker refused outbox row %d for %s for good (%r); moved to outbox_refused",
-                          row["seq"], row["topic"], exc)
+                log.error("broker refused outbox row %d for %s for good (%s); moved to outbox_refused",
+                          row["seq"], row["topic"], describe_exception(exc))
                 await conn.execute(
                     """
                     INSERT INTO outbox_refused (seq, topic, key, value, headers, traceparent, tracestate, error, created_at)
                     SELECT seq, topic, key, value, headers, traceparent, tracestate, $2, created_at
                     FROM outbox WHERE seq = $1 ON CONFLICT DO NOTHING
                     """,
-                    row["seq"], repr(exc),
+                    row["seq"], describe_exception(exc),
                 )
 
     async def _send_in_batches(self, rows: list[asyncpg.Record]) -> list[asyncio.Future]:

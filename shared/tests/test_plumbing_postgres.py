@@ -558,3 +558,71 @@ async def test_relay_uses_partitions_added_to_a_topic_without_a_restart(pool, sc
     expected = Counter(DefaultPartitioner()(key, [0, 1, 2], [0, 1, 2]) for key in keys)
     # the first round all on partition 0; the second spread over 3 as the Java client would
     assert {tp.partition: n for tp, n in ends.items()} == {p: expected[p] + (len(keys) if p == 0 else 0) for p in range(3)}
+
+
+async def test_a_relay_whose_lock_session_died_stops_publishing_beside_the_new_leader(pool, schema, infra):
+    """The leader's lock session is killed (a network blip, a DBA): another relay takes the lock. The
+    old leader must stop, or both publish the same rows (duplicates arriving after newer events)."""
+    from reintegra_stack.topics import ensure_topics
+
+    topic = f"test.relay-fence.{uuid.uuid4().hex[:10]}"
+    await ensure_topics(infra.bootstrap_servers, partitions=1, topics=(topic,))
+    lock_key = f"reintegra-outbox-relay-{schema}"
+
+    async def lock_holders() -> list[int]:
+        rows = await pool.fetch("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                                "AND objid = hashtext($1)::oid", lock_key)
+        return [r["pid"] for r in rows]
+
+    producer = new_producer(infra.bootstrap_servers)
+    await producer.start()
+    instance_pools = [await create_pool(infra.database_url, schema, max_size=3) for _ in range(2)]  # two services
+    relays = [OutboxRelay(p, producer, schema=schema, batch_size=20, idle_sleep_s=0.001) for p in instance_pools]
+    first = asyncio.create_task(relays[0].run())
+    second = None
+    try:
+        for _ in range(100):
+            if await lock_holders():
+                break
+            await asyncio.sleep(0.05)
+        [old_session] = await lock_holders()
+        await pool.execute("SELECT pg_terminate_backend($1)", old_session)
+        second = asyncio.create_task(relays[1].run())
+        for _ in range(100):
+            holders = await lock_holders()
+            if holders and holders != [old_session]:
+                break
+            await asyncio.sleep(0.05)
+        values = [json.dumps({"n": n}).encode() for n in range(600)]
+        for start in range(0, len(values), 20):
+            async with pool.acquire() as conn, conn.transaction():
+                await outbox.add(conn, [outbox.OutboxMessage(topic, b"CASE-1", v) for v in values[start:start + 20]])
+            await asyncio.sleep(0.005)
+        for _ in range(400):
+            if await pool.fetchval("SELECT count(*) FROM outbox") == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+    finally:
+        for task in (first, second):
+            if task is not None:
+                task.cancel()
+        await asyncio.wait([t for t in (first, second) if t is not None], timeout=10)
+        await producer.stop()
+        for instance_pool in instance_pools:
+            instance_pool.terminate()
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=infra.bootstrap_servers, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        end = (await consumer.end_offsets([TopicPartition(topic, 0)]))[TopicPartition(topic, 0)]
+        received = []
+        deadline = time.monotonic() + 30
+        while len(received) < end and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                received.extend(r.value for r in records)
+    finally:
+        await consumer.stop()
+    assert end == len(values), f"{end - len(values)} rows were published twice"
+    assert received == values  # once each, in order
