@@ -26,6 +26,8 @@ FAST_GROUP_SETTINGS = {
     "DISBURSEMENT_PAYMENT_POLL_AFTER_S": "3",
     "DISBURSEMENT_PAYMENT_DEADLINE_S": "20",
     "SANDBOX_IDEMPOTENCY_TTL_S": "5",
+    # A notice claimed by a killed notifications instance is retried after 5 s (the gateway dedupes it).
+    "NOTIFICATIONS_SMS_LEASE_S": "5",
 }
 
 

@@ -13,7 +13,7 @@ from reintegra.topics import NOTICE_REQUESTS
 from notifications.adapters.sms_gateway import FileSmsGateway, SmsGateway
 from notifications.domain.messages import Templates
 from notifications.handlers import make_handler
-from notifications.sender import run_sender
+from notifications.sender import SenderSettings, run_sender
 
 TEMPLATES = Path(__file__).parent / "templates.yaml"
 
@@ -40,9 +40,10 @@ def create_app() -> FastStream:
         "rendered in their language and sent as SMS.",
     )
     gateway = build_gateway(builder.settings)
+    sender_settings = SenderSettings()  # NOTIFICATIONS_SMS_* (lease, attempts, backoff)
 
     async def sms_sender(runtime):
-        await run_sender(runtime, gateway)
+        await run_sender(runtime, gateway, sender_settings)
 
     builder.background(sms_sender)
     return builder.build()
