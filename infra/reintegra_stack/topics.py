@@ -5,12 +5,19 @@ Existing topics keep their partitions (resizing would move keys between partitio
 per-case order); their configs are brought to what Reintegra needs (e.g. the dead-letter size
 limit) while every other override an operator set is kept. Where the broker cannot describe or
 alter configs (Tansu), that step is skipped with a warning.
+
+The topics that keep records' original bytes (`upstream.case-events.v1.invalid` and every `.dlq`)
+hold personal data, so they get a bounded retention (`retention.ms`): 7 days, or
+`REINTEGRA_DEAD_LETTER_RETENTION_DAYS`. Unset, 7 days is a ceiling: an existing topic keeping its
+records longer (or following the broker's default) is brought down to it, one an operator set
+shorter keeps its own. Set, it is the retention: every such topic is brought to exactly that.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 
@@ -33,10 +40,53 @@ def _replication_factor() -> int:
 DEAD_LETTER_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
+RETENTION_ENV = "REINTEGRA_DEAD_LETTER_RETENTION_DAYS"
+DEFAULT_RETENTION_DAYS = 7
+_DAY_MS = 24 * 3600 * 1000
+
+
+def holds_original_bytes(topic: str) -> bool:
+    """Topics whose records are other topics' records, byte for byte: personal data included."""
+    return topic.endswith((".invalid", DEAD_LETTER_SUFFIX))
+
+
+def original_bytes_retention() -> tuple[int, bool]:
+    """(retention.ms of the topics holding original bytes, whether REINTEGRA_DEAD_LETTER_RETENTION_DAYS set it)."""
+    raw = os.environ.get(RETENTION_ENV, "").strip()
+    if not raw:
+        return DEFAULT_RETENTION_DAYS * _DAY_MS, False
+    try:
+        days = float(raw)
+    except ValueError:
+        raise ValueError(f"{RETENTION_ENV} must be a number of days (e.g. 7 or 0.5), not {raw!r}") from None
+    ms = round(days * _DAY_MS) if math.isfinite(days) else 0
+    if ms < 1 or ms > 2**63 - 1:
+        raise ValueError(f"{RETENTION_ENV} must be a positive number of days, not {raw!r}: "
+                         "these topics hold personal data and may not keep it for ever")
+    return ms, True
+
+
 def topic_configs(topic: str) -> dict[str, str]:
-    if topic.endswith((".invalid", DEAD_LETTER_SUFFIX)):
-        return {"max.message.bytes": str(DEAD_LETTER_MAX_MESSAGE_BYTES)}
+    """The configs a topic is created with (and that `align_topic_configs` brings existing ones to)."""
+    if holds_original_bytes(topic):
+        retention_ms, _ = original_bytes_retention()
+        return {"max.message.bytes": str(DEAD_LETTER_MAX_MESSAGE_BYTES), "retention.ms": str(retention_ms)}
     return {}
+
+
+def _needs_change(key: str, wanted: str, entry: tuple | None, api_version: int, retention_is_set: bool) -> bool:
+    """Whether an existing topic's `key` (its describe_configs entry, None if absent) must be set to `wanted`."""
+    current = entry[1] if entry is not None else None
+    if key != "retention.ms":
+        return current != wanted
+    if entry is None or not _is_topic_override(api_version, entry):
+        return True  # the broker's default, whatever it is today: not a bound this topic owns
+    if retention_is_set:
+        return current != wanted
+    try:
+        return not 0 < int(current) <= int(wanted)  # -1 (for ever) or longer: too long; shorter is fine
+    except (TypeError, ValueError):
+        return True
 
 
 async def ensure_topics(
@@ -81,10 +131,13 @@ async def align_topic_configs(admin: AIOKafkaAdminClient, topics: tuple[str, ...
     """Set the configs Reintegra needs on existing topics; returns what was changed, per topic.
 
     AlterConfigs replaces a topic's whole set of overrides, so the current overrides are read
-    first and sent back with ours: an operator's retention or compaction settings survive."""
+    first and sent back with ours: an operator's compaction or other settings survive, and so does
+    a retention shorter than the ceiling on the topics holding original bytes (see the module's
+    docstring)."""
     wanted = {t: topic_configs(t) for t in topics if topic_configs(t)}
     if not wanted:
         return {}
+    _, retention_is_set = original_bytes_retention()
     try:
         responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in wanted])
     except Exception as exc:  # noqa: BLE001 - e.g. Tansu, which has no DescribeConfigs
@@ -97,9 +150,10 @@ async def align_topic_configs(admin: AIOKafkaAdminClient, topics: tuple[str, ...
             if error_code != 0 or topic not in wanted:
                 log.warning("cannot read the configs of %s (error %d); left as they are", topic, error_code)
                 continue
-            current = {entry[0]: entry[1] for entry in entries}
+            current = {entry[0]: entry for entry in entries}
             overrides = {entry[0]: entry[1] for entry in entries if _is_topic_override(response.API_VERSION, entry)}
-            changes = {k: v for k, v in wanted[topic].items() if current.get(k) != v}
+            changes = {k: v for k, v in wanted[topic].items()
+                       if _needs_change(k, v, current.get(k), response.API_VERSION, retention_is_set)}
             if changes:
                 to_alter[topic] = {**overrides, **changes}
                 changed[topic] = changes

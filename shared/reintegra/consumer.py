@@ -9,6 +9,14 @@ Flow for each batch fetched from Kafka:
    record neither fails nor blocks the records around it;
 3. only then are the offsets committed. If the database stays unreachable past the retry budget,
    every partition of the batch is rewound (nack) after a pause, and nothing is committed.
+
+An exception's message may quote a row (`Key (phone)=(…) already exists`): what this module logs or
+writes into a dead letter's headers is scrubbed (reintegra.privacy), tracebacks included.
+
+Crash points (reintegra.crash; the subject is the key of the batch's first record):
+`consumer.in_transaction` after the handler ran, before its transaction commits;
+`consumer.after_db_commit` after the batch's transactions committed, before its offsets are;
+`consumer.mid_batch` while a failed batch is replayed record by record, after the first record.
 """
 
 from __future__ import annotations
@@ -28,21 +36,29 @@ from faststream.kafka.annotations import KafkaMessage
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
 
 from reintegra import inbox, outbox
+from reintegra.crash import crash_point
 from reintegra.errors import PermanentError, is_transient
 from reintegra.events import utc_now_iso
+from reintegra.privacy import ScrubExceptionText, describe_exception, scrub
 from reintegra.settings import Settings
 from reintegra.topics import dead_letter_topic
 
 log = logging.getLogger(__name__)
+log.addFilter(ScrubExceptionText())  # tracebacks of log.exception / exc_info=True, scrubbed
+
+IN_TRANSACTION = "consumer.in_transaction"
+AFTER_DB_COMMIT = "consumer.after_db_commit"
+MID_BATCH = "consumer.mid_batch"
 
 BatchHandler = Callable[[asyncpg.Connection, Sequence[ConsumerRecord]], Awaitable[None]]
 
 
 def dead_letter_message(record: ConsumerRecord, reason: str, message: str, service: str) -> outbox.OutboxMessage:
-    """The original bytes and headers, plus why and where from, on `<topic>.dlq`."""
+    """The original bytes and headers, plus why and where from, on `<topic>.dlq` (the message scrubbed:
+    the original bytes are there for whoever needs the data)."""
     headers = list(record.headers or ()) + [
         ("reintegra-dlq-reason", reason.encode()),
-        ("reintegra-dlq-message", message[:2000].encode(errors="replace")),
+        ("reintegra-dlq-message", scrub(message)[:2000].encode(errors="replace")),
         ("reintegra-dlq-service", service.encode()),
         ("reintegra-original-topic", record.topic.encode()),
         ("reintegra-original-partition", str(record.partition).encode()),
@@ -87,16 +103,27 @@ class BatchConsumer:
                 async with self._pool_source().acquire() as conn, conn.transaction():
                     await work(conn)
 
+    async def _apply(self, records: Sequence[ConsumerRecord]) -> None:
+        async def work(conn: asyncpg.Connection) -> None:
+            await self._handler(conn, records)
+            crash_point(IN_TRANSACTION, _subject(records))
+
+        await self._in_transaction(work)
+
     async def process(self, records: Sequence[ConsumerRecord]) -> None:
         """Apply a batch; raises only when a transient failure outlasts the retry budget."""
         started = time.monotonic()
         try:
-            await self._in_transaction(lambda conn: self._handler(conn, records))
+            await self._apply(records)
         except Exception as exc:
             if is_transient(exc):
                 raise
-            log.warning("batch of %d failed (%r); isolating the failing record", len(records), exc)
-            for record in records:
+            log.warning("batch of %d failed (%s); isolating the failing record", len(records),
+                        describe_exception(exc))
+            subject = _subject(records)
+            for n, record in enumerate(records):
+                if n:
+                    crash_point(MID_BATCH, subject)
                 await self._process_alone(record)
         self.batches += 1
         self.records += len(records)
@@ -118,12 +145,12 @@ class BatchConsumer:
 
     async def _process_alone(self, record: ConsumerRecord) -> None:
         try:
-            await self._in_transaction(lambda conn: self._handler(conn, [record]))
+            await self._apply([record])
         except Exception as exc:
             if is_transient(exc):
                 raise
             reason = exc.reason if isinstance(exc, PermanentError) else "processing_failed"
-            message = f"{type(exc).__name__}: {exc}"
+            message = describe_exception(exc)
             log.error("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, message)
             await self._in_transaction(lambda conn: dead_letter(conn, record, reason, message, self._service))
 
@@ -138,10 +165,17 @@ class BatchConsumer:
             await asyncio.sleep(1.0)
             await message.nack()
             return
+        crash_point(AFTER_DB_COMMIT, _subject(records))
         try:
             await message.ack()
         except Exception:  # a rebalance took the partitions; the new owner's inbox skips what we applied
             log.warning("offset commit failed after applying a batch", exc_info=True)
+
+
+def _subject(records: Sequence[ConsumerRecord]) -> str:
+    """A crash point's subject: the first record's key (a case id), decoded; one per batch."""
+    key = records[0].key if records else None
+    return key.decode(errors="replace") if key else ""
 
 
 def _decode_header_safely(record: ConsumerRecord) -> ConsumerRecord:

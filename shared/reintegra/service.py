@@ -21,11 +21,13 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from reintegra.consumer import BatchConsumer, BatchHandler, subscribe_batch
 from reintegra.db import apply_migrations_async, create_pool
+from reintegra.privacy import ScrubExceptionText
 from reintegra.relay import OutboxRelay, new_producer
 from reintegra.settings import Settings, load_settings
 from reintegra.telemetry import configure_telemetry
 
 log = logging.getLogger(__name__)
+log.addFilter(ScrubExceptionText())  # tracebacks may quote personal data from a failed statement
 
 
 @dataclass
