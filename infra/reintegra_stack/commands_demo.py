@@ -24,7 +24,10 @@ def demo(
     from reintegra_stack.supervisor import Stack, StackConfig
 
     console = Console()
-    stack = Stack(StackConfig(state_dir=state_dir, broker=broker, extra_env={"OTEL_BSP_SCHEDULE_DELAY": "500"}))
+    stack = Stack(StackConfig(state_dir=state_dir, broker=broker, extra_env={"OTEL_BSP_SCHEDULE_DELAY": "500"},
+                              restart_crashed=True,
+                              on_event=lambda message: console.print(message, style="bold yellow", markup=False,
+                                                                     highlight=False)))
     ok = False
     try:
         with console.status("starting Postgres, the broker, the provider sandbox, the five services and the finance console..."):

@@ -67,8 +67,10 @@ def parked(
         typer.echo("error: DATABASE_URL is not set; point it at the Reintegra Postgres database, e.g.\n"
                    "  DATABASE_URL=postgresql://user@host:5432/reintegra reintegra parked", err=True)
         raise typer.Exit(2)
+    from reintegra.db import asyncpg_url
+
     try:
-        rows = asyncio.run(_fetch_parked(database_url, older_than))
+        rows = asyncio.run(_fetch_parked(asyncpg_url(database_url), older_than))  # key=value too
     except Exception as exc:  # noqa: BLE001 - any failure is reported plainly, without a traceback
         typer.echo(f"error: could not read {INTAKE_SCHEMA}.parked_events: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from None

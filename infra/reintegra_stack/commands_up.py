@@ -1,4 +1,5 @@
-"""``reintegra up``: run Postgres, the broker, the sandbox, the four services and the review API until Ctrl-C."""
+"""``reintegra up``: run Postgres, the broker, the sandbox, the services, the review API and the finance console
+until Ctrl-C / SIGTERM, restarting any of them that crashes (with a backoff)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,11 @@ def up(
     from reintegra_stack.supervisor import Stack, StackConfig, StackError
 
     console = Console()
-    stack = Stack(StackConfig(state_dir=state_dir, broker=broker.value))
+    # A service that crashes is restarted (with a backoff) and the restart reported here; only
+    # Ctrl-C / SIGTERM stops the stack.
+    stack = Stack(StackConfig(state_dir=state_dir, broker=broker.value, restart_crashed=True,
+                              on_event=lambda message: console.print(message, style="bold yellow", markup=False,
+                                                                     highlight=False)))
     stopping = threading.Event()
 
     def request_stop(signum: int, frame: object) -> None:
@@ -65,17 +70,10 @@ def up(
 
 
 def _watch(stack, stopping: threading.Event, console) -> None:
-    """Report services that die; the developer decides whether to restart the stack."""
-    reported: set[str] = set()
+    """Wait for Ctrl-C / SIGTERM; the supervisor's watcher restarts crashed processes meanwhile (each
+    restart is printed through StackConfig.on_event)."""
     while not stopping.wait(1.0):
-        watched = dict(stack.processes)
-        for extra in (stack.review_api, stack.console):
-            if extra is not None:
-                watched[extra.name] = extra
-        for name, svc in watched.items():
-            if name not in reported and not svc.alive():
-                reported.add(name)
-                console.print(f"[bold red]{name} exited[/] (code {svc.process.proc.returncode}); see {svc.log_file}")
+        pass
 
 
 def _summary(stack):

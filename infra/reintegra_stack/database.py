@@ -1,6 +1,7 @@
 """Which Postgres an operator command talks to: ``DATABASE_URL`` when set, else the embedded
 Postgres of the local stack (``reintegra up``) under ``REINTEGRA_STATE_DIR`` (default
 ``.reintegra``), found through the port it saved in ``<state_dir>/postgres/ports.json``.
+DATABASE_URL may be any connection string libpq takes (``reintegra.db``); it is returned as a URL.
 
     from reintegra_stack.database import DatabaseNotFound, resolve_database_url
 
@@ -25,7 +26,7 @@ DEFAULT_STATE_DIR = Path(".reintegra")
 
 
 class DatabaseNotFound(Exception):
-    """Neither DATABASE_URL nor a running local stack; the message says what to do."""
+    """Neither DATABASE_URL (or not one libpq would take) nor a running local stack; the message says what to do."""
 
 
 def state_dir_from_env(environ: Mapping[str, str] = os.environ) -> Path:
@@ -49,7 +50,12 @@ def resolve_database_url(state_dir: Path | None = None, environ: Mapping[str, st
     ``state_dir`` overrides REINTEGRA_STATE_DIR (for commands with a --state-dir option)."""
     url = environ.get("DATABASE_URL", "").strip()
     if url:
-        return url
+        from reintegra.db import InvalidDatabaseUrl, asyncpg_url
+
+        try:
+            return asyncpg_url(url)  # a key=value string as a URL: the commands connect with asyncpg
+        except InvalidDatabaseUrl as exc:
+            raise DatabaseNotFound(f"DATABASE_URL is {exc}") from None
     state_dir = Path(state_dir) if state_dir is not None else state_dir_from_env(environ)
     port = embedded_postgres_port(state_dir)
     if port is None:

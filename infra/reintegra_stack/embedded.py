@@ -2,6 +2,7 @@
 
     broker = start_broker(state_dir)      # KAFKA_BOOTSTRAP_SERVERS set -> external, no process
     pg = start_postgres(state_dir)        # DATABASE_URL set -> external, no process
+    pg.url; pg.socket_dir                 # embedded: TCP on 127.0.0.1, and a Unix socket there
     ...
     broker.stop(); pg.stop()              # idempotent; also run at interpreter exit
 
@@ -45,7 +46,7 @@ class _ManagedChild:
 
 @dataclass
 class RunningBroker(_ManagedChild):
-    bootstrap_servers: str  # "127.0.0.1:P"
+    bootstrap_servers: str  # "127.0.0.1:P"; an external one as normalize_bootstrap_servers writes it
     kind: str  # "kafka" | "tansu" | "external"
     log_file: Path | None = None
     _process: _proc.ManagedProcess | None = field(default=None, repr=False, compare=False)
@@ -53,9 +54,11 @@ class RunningBroker(_ManagedChild):
 
 @dataclass
 class RunningPostgres(_ManagedChild):
-    url: str
+    url: str  # a postgresql:// URL (an external key=value DATABASE_URL is converted)
     kind: str  # "embedded" | "external"
     log_file: Path | None = None
+    # embedded: the Unix socket's directory, for postgresql:///reintegra?host=<socket_dir>&port=<port>
+    socket_dir: Path | None = None
     _process: _proc.ManagedProcess | None = field(default=None, repr=False, compare=False)
 
 
@@ -76,7 +79,10 @@ def start_broker(state_dir: Path, prefer: str = "auto") -> RunningBroker:
     prefer."""
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     if external:
-        return RunningBroker(bootstrap_servers=external, kind="external")
+        from reintegra.settings import normalize_bootstrap_servers
+
+        # "PLAINTEXT://kafka:9092", "a:9092, b:9092": as the services' settings read it
+        return RunningBroker(bootstrap_servers=normalize_bootstrap_servers(external), kind="external")
     kind = _resolve_kind(prefer)
     state_dir = Path(state_dir)
     if kind == "kafka":
@@ -91,12 +97,16 @@ def start_broker(state_dir: Path, prefer: str = "auto") -> RunningBroker:
 
 
 def start_postgres(state_dir: Path) -> RunningPostgres:
-    """DATABASE_URL env set -> external. Else embedded."""
+    """DATABASE_URL env set -> external (any connection string libpq takes). Else embedded."""
     external = os.environ.get("DATABASE_URL", "").strip()
     if external:
-        return RunningPostgres(url=external, kind="external")
-    from .postgres_server import start_postgres_server
+        from reintegra.db import asyncpg_url, connection_params
+
+        connection_params(external)  # InvalidDatabaseUrl (a ValueError) now rather than in every service
+        return RunningPostgres(url=asyncpg_url(external), kind="external")
+    from .postgres_server import socket_dir, start_postgres_server
 
     state_dir = Path(state_dir)
     proc, url = start_postgres_server(state_dir)
-    return RunningPostgres(url, "embedded", state_dir.resolve() / "postgres" / "postgres.log", proc)
+    return RunningPostgres(url, "embedded", state_dir.resolve() / "postgres" / "postgres.log", socket_dir(state_dir),
+                           proc)

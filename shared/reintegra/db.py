@@ -1,22 +1,101 @@
-"""Postgres access: a pool whose connections live in one service's schema, and migrations."""
+"""Postgres access: a pool whose connections live in one service's schema, and migrations.
+
+DATABASE_URL may be anything libpq takes, and so is every ``database_url`` here:
+
+    postgresql://user:secret@db.internal:5432/reintegra?sslmode=require
+    postgresql:///reintegra?host=/var/run/postgresql          (Unix socket directory)
+    postgresql://user@/reintegra?host=/tmp&port=5433
+    postgresql://%2Fvar%2Frun%2Fpostgresql/reintegra          (percent-encoded socket directory)
+    postgresql://h1:5432,h2:5432/reintegra?target_session_attrs=read-write   (several hosts)
+    host=/tmp port=5433 dbname=reintegra user=postgres        (key=value)
+
+libpq (psycopg) reads each of them itself; asyncpg takes URLs only, so ``asyncpg_url`` turns a
+key=value string into a URL; yoyo would mangle most of them (it takes host and port from the URL's
+netloc only), so ``yoyo_url`` hands it libpq's own reading of the string as query parameters.
+``with_database`` derives the URL of another database on the same server (host, port, socket
+directory and TLS settings kept).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import asyncpg
 from yoyo import get_backend, read_migrations
 
 SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
+URL_SCHEMES = ("postgresql://", "postgres://")
 
 
-def _yoyo_url(database_url: str, schema: str) -> str:
-    parts = urlsplit(database_url)
-    scheme = "postgresql+psycopg"
-    query = urlencode({"schema": schema})
-    return urlunsplit((scheme, parts.netloc, parts.path, query, ""))
+class InvalidDatabaseUrl(ValueError):
+    """Not a connection string libpq would take."""
+
+
+def is_url(database_url: str) -> bool:
+    return database_url.strip().lower().startswith(URL_SCHEMES)
+
+
+def connection_params(database_url: str) -> dict[str, str]:
+    """libpq's own reading of a connection string (URL or key=value): host, port, dbname, user, ...
+    Several hosts stay one comma-separated value, as libpq takes them (``host=h1,h2 port=5432,5433``)."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(database_url.strip())
+    except ProgrammingError as exc:
+        # libpq's message names the offending part; the string itself may carry a password
+        raise InvalidDatabaseUrl(f"not a PostgreSQL connection string (URL or key=value): {exc}".strip()) from None
+    return {key: str(value) for key, value in params.items() if value is not None}
+
+
+def _query(params: dict[str, str]) -> str:
+    # %XX only (no "+" for a space): libpq decodes nothing else, asyncpg and yoyo decode both
+    return urlencode(params, quote_via=quote, safe="/,:[]")
+
+
+_FIRST_PARAMS = ("host", "hostaddr", "port", "user", "password")
+
+
+def url_from_params(params: dict[str, str]) -> str:
+    """A ``postgresql://`` URL with ``params`` (libpq keywords): dbname in the path, the rest,
+    host included (a socket directory, several hosts), in the query string: host, port, user and
+    password first, then the others as given."""
+    rest = {key: params[key] for key in _FIRST_PARAMS if key in params}
+    rest.update((key, value) for key, value in params.items() if key not in rest)
+    dbname = rest.pop("dbname", None)
+    url = "postgresql://" + ("/" + quote(dbname, safe="") if dbname else "")
+    return url + ("?" + _query(rest) if rest else "")
+
+
+def asyncpg_url(database_url: str) -> str:
+    """The connection string as a URL asyncpg takes: a URL unchanged (asyncpg reads ``?host=``, several
+    hosts and percent-encoded socket directories itself), a key=value string converted."""
+    database_url = database_url.strip()
+    if is_url(database_url):
+        return database_url
+    return url_from_params(connection_params(database_url))
+
+
+def with_database(database_url: str, dbname: str) -> str:
+    """The URL of database ``dbname`` on the same server, as the same user: everything else in the
+    connection string (host, port, socket directory, TLS, several hosts) is kept as it was written."""
+    parts = urlsplit(asyncpg_url(database_url))
+    kept = [item for item in parts.query.split("&")
+            if item and unquote(item.split("=", 1)[0]) not in ("dbname", "database")]
+    url = f"{parts.scheme}://{parts.netloc}/{quote(dbname, safe='')}"
+    return url + ("?" + "&".join(kept) if kept else "")
+
+
+def yoyo_url(database_url: str, schema: str) -> str:
+    """yoyo's ``postgresql+psycopg`` URL for the same connection, its bookkeeping in ``schema``.
+    Every libpq parameter goes to the query string, which yoyo passes to psycopg.connect as keywords;
+    the netloc stays empty (yoyo would lower-case a socket directory and choke on several ports)."""
+    params = connection_params(database_url)
+    params["schema"] = schema
+    return "postgresql+psycopg:///?" + _query(params)
 
 
 def apply_migrations(database_url: str, schema: str, service_migrations: Path) -> None:
@@ -28,7 +107,7 @@ def apply_migrations(database_url: str, schema: str, service_migrations: Path) -
         conn.execute("SELECT pg_advisory_lock(hashtext('reintegra-migrate-' || %s))", (schema,))
         try:
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            backend = get_backend(_yoyo_url(database_url, schema), migration_table="_yoyo_migration")
+            backend = get_backend(yoyo_url(database_url, schema), migration_table="_yoyo_migration")
             migrations = read_migrations(str(SHARED_MIGRATIONS), str(service_migrations))
             with backend.lock():
                 backend.apply_migrations(backend.to_apply(migrations))
@@ -49,7 +128,7 @@ async def _no_session_state_to_reset(conn: asyncpg.Connection) -> None:
 
 async def create_pool(database_url: str, schema: str, max_size: int = 8) -> asyncpg.Pool:
     return await asyncpg.create_pool(
-        database_url,
+        asyncpg_url(database_url),
         min_size=1,
         max_size=max_size,
         server_settings={"search_path": schema, "application_name": f"reintegra-{schema}"},

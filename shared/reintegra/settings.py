@@ -2,17 +2,61 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/reintegra"
+# Listeners whose clients must speak TLS or SASL, which Reintegra's Kafka clients are not set up for.
+_SECURE_LISTENERS = ("SSL", "SASL_SSL", "SASL_PLAINTEXT")
+
+
+def normalize_bootstrap_servers(value: str) -> str:
+    """KAFKA_BOOTSTRAP_SERVERS as aiokafka takes it (``host:port,host:port``) from what people write:
+    commas and/or spaces between brokers, a listener prefix (``PLAINTEXT://host:9092``, as in a
+    broker's ``advertised.listeners``), a trailing slash; IPv6 as ``[::1]:9092``. A TLS or SASL
+    listener (``SSL://``, ``SASL_SSL://``, ``SASL_PLAINTEXT://``) is refused: ValueError."""
+    servers = []
+    for item in re.split(r"[\s,]+", value.strip()):
+        listener, sep, address = item.rpartition("://")
+        if sep:
+            if listener.upper() in _SECURE_LISTENERS:
+                raise ValueError(f"KAFKA_BOOTSTRAP_SERVERS: {item!r} is a {listener.upper()} listener; "
+                                 "Reintegra's Kafka clients speak PLAINTEXT only")
+            item = address
+        item = item.rstrip("/")
+        if item:
+            servers.append(item)
+    if not servers:
+        raise ValueError(f"KAFKA_BOOTSTRAP_SERVERS names no broker: {value!r}")
+    return ",".join(servers)
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
-    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
-    database_url: str = Field("postgresql://postgres@127.0.0.1:5432/reintegra", alias="DATABASE_URL")
+    # Any form normalize_bootstrap_servers takes; stored as host:port,host:port.
+    kafka_bootstrap_servers: str = Field(DEFAULT_BOOTSTRAP_SERVERS, alias="KAFKA_BOOTSTRAP_SERVERS")
+    # Any connection string libpq takes (reintegra.db's docstring); a key=value string is stored as a URL.
+    database_url: str = Field(DEFAULT_DATABASE_URL, alias="DATABASE_URL")
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _bootstrap_servers(cls, value: str) -> str:
+        return normalize_bootstrap_servers(value) if value.strip() else DEFAULT_BOOTSTRAP_SERVERS
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        from reintegra.db import asyncpg_url, connection_params
+
+        if not value.strip():
+            return DEFAULT_DATABASE_URL
+        connection_params(value)  # refuses what libpq would refuse, before anything connects
+        return asyncpg_url(value)
 
     # Batches: one Postgres transaction per batch is what makes >1,000 cases/s possible.
     batch_max_records: int = Field(500, alias="REINTEGRA_BATCH_MAX_RECORDS")

@@ -21,6 +21,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from reintegra.contract import MAX_RECORD_BYTES, Reason, RejectedEvent, parse_upstream_record
 from reintegra.relay import new_producer
+from reintegra.settings import normalize_bootstrap_servers
 from reintegra.topics import UPSTREAM_CASE_EVENTS
 
 log = logging.getLogger("intake.http_door")
@@ -70,7 +71,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def create_app(bootstrap_servers: str | None = None) -> web.Application:
-    bootstrap = bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    bootstrap = normalize_bootstrap_servers(bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+                                            or "127.0.0.1:9092")
     app = web.Application(client_max_size=MAX_RECORD_BYTES)
     app.router.add_post("/v1/events", post_event)
     app.router.add_get("/healthz", healthz)

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from reintegra.db import yoyo_url
 
 AUTH_SCHEMA = "auth"
 AUTH_MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _yoyo_url(database_url: str) -> str:
-    # yoyo's own bookkeeping tables go to the "auth" schema, next to the tables they describe.
-    parts = urlsplit(database_url)
-    return urlunsplit(("postgresql+psycopg", parts.netloc, parts.path, urlencode({"schema": AUTH_SCHEMA}), ""))
+    # yoyo's own bookkeeping tables go to the "auth" schema, next to the tables they describe; any
+    # connection string libpq takes (socket directory in ?host=, several hosts, key=value).
+    return yoyo_url(database_url, AUTH_SCHEMA)
 
 
 def apply_auth_migrations_blocking(database_url: str) -> None:
