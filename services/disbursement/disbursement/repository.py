@@ -8,6 +8,7 @@ from datetime import date
 
 import asyncpg
 from reintegra import jsonfast
+from reintegra.locks import lock_subjects
 from reintegra.outbox import OutboxMessage
 
 from disbursement import payment_store
@@ -36,6 +37,7 @@ _CHAR_COLUMNS = ("currency", "programme_currency", "payout_currency")
 async def load_ledgers(conn: asyncpg.Connection, case_ids: Iterable[str]) -> dict[str, CaseLedger]:
     """Load and lock the ledgers of these cases (missing ones start empty)."""
     ids = sorted(set(case_ids))
+    await lock_subjects(conn, "disbursement-case", ids)  # also the cases without a ledger yet
     facts_rows = await conn.fetch(
         "SELECT case_id, facts FROM case_facts WHERE case_id = ANY($1::text[]) ORDER BY case_id FOR UPDATE", ids
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 from reintegra import jsonfast
+from reintegra.locks import lock_subjects
 
 from eligibility.domain.case_file import CaseFile
 from eligibility.domain.process import DecisionRecord
@@ -22,10 +23,11 @@ _IDENTITY_LOCK_CLASS = 0x454C4947  # "ELIG"
 
 
 async def lock_case_files(conn: asyncpg.Connection, case_ids: Iterable[str]) -> dict[str, CaseFile]:
-    """Load and lock (FOR UPDATE, in case_id order) the files of these cases."""
+    """Load and lock the files of these cases, also those that do not exist yet (until commit)."""
+    ids = sorted(set(case_ids))
+    await lock_subjects(conn, "eligibility-case", ids)
     rows = await conn.fetch(
-        "SELECT case_id, state FROM case_files WHERE case_id = ANY($1::text[]) ORDER BY case_id FOR UPDATE",
-        sorted(set(case_ids)),
+        "SELECT case_id, state FROM case_files WHERE case_id = ANY($1::text[]) ORDER BY case_id FOR UPDATE", ids,
     )
     return {r["case_id"]: CaseFile.from_json(jsonfast.loads(r["state"])) for r in rows}
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 from reintegra import jsonfast
+from reintegra.locks import lock_subjects
 
 from intake.domain.routing import CaseStatus, KnownCase
 
@@ -37,6 +38,7 @@ async def load_cases(conn: asyncpg.Connection, case_ids: Collection[str]) -> tup
     """The registered cases among these, and the others whose registration was refused: one round trip."""
     if not case_ids:
         return {}, set()
+    await lock_subjects(conn, "intake-case", case_ids)  # until commit: nobody decides on these cases beside us
     rows = await conn.fetch(
         """
         SELECT case_id, source, status FROM cases WHERE case_id = ANY($1::text[])

@@ -359,3 +359,41 @@ async def test_a_replayed_batch_publishes_the_same_event_ids(pool, case_id):
         [p.event["id"] for p in rolled_back.on(CASE_STATUS) + rolled_back.on(INTAKE_CASE_EVENTS)]
     assert len(committed.rejections()) == 6  # consent, 2 parked told, 1 told at park, 2 not_case_owner
     assert len({s["id"] for s in committed.statuses()}) == len(committed.statuses())
+
+
+async def test_a_plan_handled_by_another_instance_while_its_case_registers_is_forwarded_not_parked(infra, case_id):
+    """Two instances (a rebalance, upstream keys that are not the case id): one registers the case
+    while the other handles its plan. The plan must wait for the registration and be forwarded; it
+    must not be parked after the registration took the parked events (parked for ever)."""
+    import asyncio
+
+    schema = f"intake_race_{uuid.uuid4().hex[:10]}"
+    apply_migrations(infra.database_url, schema, MIGRATIONS)
+    instances = [await create_pool(infra.database_url, schema, max_size=1) for _ in range(2)]
+    try:
+        async with instances[0].acquire() as first, instances[1].acquire() as second:
+            registration = first.transaction()
+            await registration.start()
+            await handler(first, [record(registered(case_id))])
+
+            async def plan_on_the_other_instance():
+                async with second.transaction():
+                    await handler(second, [record(plan(case_id))])
+
+            other = asyncio.create_task(plan_on_the_other_instance())
+            await asyncio.sleep(0.5)  # the other instance reads the case while the registration is open
+            await registration.commit()
+            await asyncio.wait_for(other, 10)
+        conn = instances[0]
+        assert await conn.fetch("SELECT event_id FROM parked_events WHERE case_id = $1", case_id) == []
+        rows = await conn.fetch("SELECT value FROM outbox WHERE topic = $1 ORDER BY seq", INTAKE_CASE_EVENTS)
+        types = [json.loads(r["value"])["type"] for r in rows]
+        assert types.count(PLAN_APPROVED) == 1 and types[0] == CASE_ACCEPTED_INTERNAL, types
+    finally:
+        for instance in instances:
+            await instance.close()
+        conn = await asyncpg.connect(infra.database_url)
+        try:
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        finally:
+            await conn.close()
