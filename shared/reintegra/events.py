@@ -62,6 +62,7 @@ class InternalEvent:
     subject: str
     data: dict[str, Any]
     time: str | None = None  # the CloudEvent's time (RFC 3339), when it has one
+    sequence: int | None = None  # the case's status clock where it was sent (see status_sequence)
 
 
 class MalformedInternalEvent(ValueError):
@@ -72,6 +73,6 @@ def decode_internal(value: bytes | None) -> InternalEvent:
     try:
         event = jsonfast.loads(value or b"")
         return InternalEvent(event["id"], event["source"], event["type"], event["subject"], event["data"],
-                             event.get("time"))
+                             event.get("time"), event.get("reintegraseq"))
     except (ValueError, KeyError, TypeError) as exc:
         raise MalformedInternalEvent(f"not a Reintegra CloudEvent: {exc}") from exc

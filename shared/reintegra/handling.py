@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import asyncpg
 from aiokafka import ConsumerRecord
 
-from reintegra import inbox
+from reintegra import inbox, status_sequence
 from reintegra.errors import PermanentError
 from reintegra.events import InternalEvent, MalformedInternalEvent, decode_internal
 
@@ -41,6 +41,7 @@ async def fresh_events(
 ) -> list[tuple[ConsumerRecord, InternalEvent]]:
     """Decode a batch and keep, in order, the events this service has not applied before."""
     decoded = [(record, decode_or_reject(record)) for record in records]
+    status_sequence.remember_carried((e.subject, e.sequence) for _, e in decoded)
     verdicts = await inbox.claim(conn, [(e.source, e.event_id, None) for _, e in decoded])
     return [pair for pair, verdict in zip(decoded, verdicts, strict=False) if verdict is inbox.Verdict.APPLY]
 

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Sequence
 from enum import Enum
 
 import asyncpg
+
+# A deliberately broken build, for the fault harness to prove its checks can fail: every event is
+# applied as if new (duplicates applied twice). Never set it outside that test.
+INBOX_DISABLED_FOR_TESTS = os.environ.get("REINTEGRA_TEST_DISABLE_INBOX") == "1"
+if INBOX_DISABLED_FOR_TESTS:
+    logging.getLogger(__name__).critical("REINTEGRA_TEST_DISABLE_INBOX=1: the inbox check is OFF (test-only build)")
 
 EventKey = tuple[str, str]  # (source, event id): the CloudEvents identity of an event
 
@@ -29,6 +37,8 @@ async def claim(
         first_hash.setdefault((source, event_id), content_hash)
     if not first_hash:
         return []
+    if INBOX_DISABLED_FOR_TESTS:
+        return [Verdict.APPLY] * len(events)
     rows = await conn.fetch(
         """
         INSERT INTO inbox (source, event_id, content_hash)

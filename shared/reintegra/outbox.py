@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from reintegra import events, jsonfast
+from reintegra import events, jsonfast, status_sequence
 from reintegra.telemetry import current_trace_carrier
 
 
@@ -45,6 +45,7 @@ def cloud_event_message(topic: str, event: dict[str, Any]) -> OutboxMessage:
 async def add(conn: asyncpg.Connection, messages: Sequence[OutboxMessage]) -> None:
     if not messages:
         return
+    await status_sequence.stamp(conn, messages)  # case statuses get their sequence number
     await conn.execute(
         """
         INSERT INTO outbox (topic, key, value, headers, traceparent, tracestate)

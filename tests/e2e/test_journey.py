@@ -69,6 +69,17 @@ async def test_case_reaches_payment_settled_and_sms_as_one_trace(stack, run_id):
     # 300 EUR to a wallet in Côte d'Ivoire is paid in XOF at the peg: 300 × 655.957 = 196,787.1.
     assert watcher.observed.paid() == {"XOF": "196787"}
 
+    # Every status carries a sequence number, strictly growing along the case's causal chain (upstream
+    # orders by it, whatever order copies arrive in), across the three services that publish them.
+    numbered = {status: data["sequence"] for status, data in watcher.observed.history[case_id]
+                if status in ("case.accepted", "eligibility.approved", "payment.sent", "payment.settled",
+                              "grant.completed")}
+    chain = [numbered[s] for s in ("case.accepted", "eligibility.approved", "payment.sent", "payment.settled",
+                                   "grant.completed")]
+    assert chain == sorted(chain) and len(set(chain)) == len(chain), numbered
+    every = [data["sequence"] for _, data in watcher.observed.history[case_id]]
+    assert len(set(every)) == len(every), "two statuses of one case share a sequence number"
+
     # The beneficiary prefers French: one SMS on approval, one when the payment settled.
     lines = await wait_for_sms(stack.state_dir, case_id, 2)
     assert len(lines) == 2, lines

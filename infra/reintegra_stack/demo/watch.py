@@ -34,6 +34,10 @@ class Observed:
     # status → (count, monotonic time of the latest one): shows which stage lags under load
     stage_progress: dict[str, tuple[int, float]] = field(default_factory=dict)
     redelivered_statuses: int = 0
+    # Statuses that arrived after one with a higher sequence number (kept in the history, but not
+    # taken as the case's latest: upstream keeps the highest sequence it has seen).
+    late_statuses: int = 0
+    last_sequence: dict[str, int] = field(default_factory=dict)
     # case → [(status, data)] in arrival order: what upstream read, reasons included
     history: dict[str, list[tuple[str, dict]]] = field(default_factory=lambda: defaultdict(list))
 
@@ -102,9 +106,16 @@ class PipelineWatcher:
             # consumer, ignore it, or a stale copy would look like the case's latest status.
             obs.redelivered_statuses += 1
             return
-        final = self._finals.get(case_id)
-        self._settled += (status == final) - (obs.last_status.get(case_id) == final)
-        obs.last_status[case_id] = status
+        sequence = event["data"].get("sequence")
+        late = sequence is not None and sequence < obs.last_sequence.get(case_id, -1)
+        if late:
+            obs.late_statuses += 1
+        else:
+            if sequence is not None:
+                obs.last_sequence[case_id] = sequence
+            final = self._finals.get(case_id)
+            self._settled += (status == final) - (obs.last_status.get(case_id) == final)
+            obs.last_status[case_id] = status
         obs.status_counts[case_id][status] += 1
         obs.status_ids[case_id][status].add(event["id"])
         if self._keep_history:

@@ -48,6 +48,9 @@ class _Status(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     case_id: str = Field(description="The case this status is about (also the record key and `subject`).")
+    sequence: int | None = Field(
+        None, description="Grows along the case's statuses (microseconds, a hybrid logical clock): keep the "
+        "highest seen; a status with a lower one is older (e.g. published again after a crash).")
 
 
 class Money(BaseModel):
