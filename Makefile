@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo up test lint smoke-tansu bench clean
+.PHONY: install demo up test lint smoke-tansu bench chaos clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -40,6 +40,10 @@ smoke-tansu: $(STAMP)
 FLOOR ?= ../shared/bench/baseline_pipeline.py
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline_bench.py --cases 5000 $(if $(wildcard $(FLOOR)),--floor $(FLOOR))
+
+## The seeded fault harness: two instances of every service, faults while cases flow, invariants checked.
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos --seed $${SEED:-1} --cases $${CASES:-2000}
 
 clean:
 	rm -rf .reintegra $(VENV)

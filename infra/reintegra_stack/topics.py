@@ -159,9 +159,13 @@ async def align_topic_configs(admin: AIOKafkaAdminClient, topics: tuple[str, ...
                 changed[topic] = changes
     if not to_alter:
         return {}
-    for response in await admin.alter_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, t, configs=c) for t, c in to_alter.items()]
-    ):
+    try:
+        altered = await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t, configs=c) for t, c in to_alter.items()])
+    except Exception as exc:  # noqa: BLE001 - e.g. Tansu, which reads configs but cannot alter them
+        log.warning("cannot alter topic configs (%r); existing topics keep theirs", exc)
+        return {}
+    for response in altered:
         for error_code, message, _type, topic in response.resources:
             if error_code != 0:
                 log.warning("cannot alter the configs of %s (error %d: %s)", topic, error_code, message)
