@@ -242,15 +242,26 @@ class Cluster:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     old._process.proc.wait(30)
             stopped_pid = old.pid if old else None
+            # an immediate stop leaves the cluster "in production" (not "shut down"): recovery on start
+            control = subprocess.run([str(pgs._bin_dir() / "pg_controldata"), "-D", str(pgdata)], capture_output=True,
+                                     text=True, timeout=30, **_proc.as_user_kwargs(user))
+            state = next((line.split(":", 1)[1].strip() for line in control.stdout.splitlines()
+                          if line.startswith("Database cluster state")), "?")
             time.sleep(down_s)
+            log_file = self.state_dir / "postgres" / "postgres.log"
+            offset = log_file.stat().st_size if log_file.exists() else 0
             proc, url = pgs.start_postgres_server(self.state_dir)
-            self.stack.postgres = RunningPostgres(url, "embedded", self.state_dir / "postgres" / "postgres.log", proc)
+            self.stack.postgres = RunningPostgres(url=url, kind="embedded", log_file=log_file, _process=proc,
+                                                  **({"socket_dir": old.socket_dir} if hasattr(old, "socket_dir") else {}))
             port = int(url.rsplit(":", 1)[1].split("/")[0])
             if self.pg_proxy is not None:
                 self.pg_proxy.set_target(("127.0.0.1", port))
+            with open(log_file, "rb") as f:
+                f.seek(offset)
+                since = f.read().decode(errors="replace")
             return {"how": how, "stopped_pid": stopped_pid, "new_pid": proc.pid, "down_s": down_s,
-                    "recovered": "database system was not properly shut down" in _proc.tail(
-                        self.state_dir / "postgres" / "postgres.log", 60)}
+                    "cluster_state_after_stop": state,
+                    "crash_recovery": state != "shut down" or "not properly shut down" in since}
 
     def broker_restart(self, down_s: float) -> dict:
         """Stop the broker (SIGTERM, its log dirs kept), leave it down, start it on the same ports and data."""

@@ -15,6 +15,9 @@ Modes:
                each new one at once while the mode lasts
     blackhole  accept and read, never forward (data is dropped); leaving it resets every connection
                that lost data, since its byte stream can no longer be trusted
+    partition  a silent network partition: every connection open (or opened) during it goes dead for
+               good (read and dropped, never forwarded, never reset: no FIN, no RST, as behind a
+               firewall that forgot the flow); connections opened afterwards work
 
 Counters (`stats()`) say whether a fault did anything: connections reset, chunks delayed, bytes
 dropped, connections stalled.
@@ -30,7 +33,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
-MODES = ("pass", "latency", "stall", "reset", "blackhole")
+MODES = ("pass", "latency", "stall", "reset", "blackhole", "partition")
 CHUNK = 65536
 
 
@@ -51,6 +54,7 @@ class _Conn:
     upstream_w: asyncio.StreamWriter | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
     dropped: bool = False  # lost bytes in blackhole mode: must be reset on leaving it
+    dead: bool = False  # caught in a partition: silent for ever
 
     def reset(self) -> None:
         _rst(self.client_w)
@@ -144,6 +148,10 @@ class FaultProxy:
         previous, self.mode = self.mode, mode
         self.latency_ms = ms
         self.counters[f"mode_{mode}"] += 1
+        if mode == "partition":
+            for conn in self._conns:
+                conn.dead = True
+            self.counters["partitioned_connections"] += len(self._conns)
         if mode == "stall":
             self._flowing.clear()
             self.counters["stalled_connections"] += len(self._conns)
@@ -169,6 +177,12 @@ class FaultProxy:
             return
         self._conns.add(conn)
         try:
+            if self.mode == "partition":
+                conn.dead = True
+                self.counters["partitioned_connections"] += 1
+                while data := await client_r.read(CHUNK):
+                    self.counters["bytes_dropped"] += len(data)
+                return
             if self.mode == "blackhole":
                 # Nothing reaches the target: read and drop until the mode changes.
                 while self.mode == "blackhole":
@@ -213,6 +227,9 @@ class FaultProxy:
                     with contextlib.suppress(Exception):
                         writer.write_eof()
                     return
+                if conn.dead:
+                    self.counters["bytes_dropped"] += len(data)
+                    continue
                 if self.mode == "blackhole":
                     conn.dropped = True
                     self.counters["bytes_dropped"] += len(data)

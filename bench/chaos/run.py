@@ -18,7 +18,7 @@ from reintegra_stack.supervisor import PROJECT_ROOT
 
 from .cases import Scenario, build_scenario
 from .cluster import Cluster, instance_names
-from .faults import ALL_KINDS, CHEAP_KINDS, COST_S, CRASH_POINTS, Fault, Injector, plan_faults
+from .faults import ALL_KINDS, CHEAP_KINDS, COST_S, CRASH_POINTS, OPT_IN_KINDS, Fault, Injector, plan_faults
 from .observe import ProgressReader, check_everything, consumer_lag, db_backlog, group_members
 
 EXIT_OK, EXIT_INVARIANTS, EXIT_FAULTS_NOT_FIRED, EXIT_HARNESS = 0, 1, 2, 3
@@ -34,12 +34,13 @@ def git_commit() -> str:
 def parse_kinds(spec: str) -> tuple[str, ...]:
     if spec in ("", "none"):
         return ()
-    if spec == "all":
-        return ALL_KINDS
-    if spec == "cheap":
-        return CHEAP_KINDS
-    kinds = tuple(k.strip() for k in spec.split(",") if k.strip())
-    unknown = [k for k in kinds if k not in ALL_KINDS]
+    kinds: list[str] = []
+    for token in (t.strip() for t in spec.split(",") if t.strip()):
+        for kind in {"all": ALL_KINDS, "cheap": CHEAP_KINDS}.get(token, (token,)):
+            if kind not in kinds:
+                kinds.append(kind)
+    kinds = tuple(kinds)
+    unknown = [k for k in kinds if k not in ALL_KINDS + OPT_IN_KINDS]
     if unknown:
         raise SystemExit(f"unknown fault kinds {unknown}; known: {', '.join(ALL_KINDS)}")
     return kinds
@@ -54,7 +55,7 @@ class Harness:
         self.cluster = cluster
         self.log = log
         self.t0 = time.monotonic()
-        self.injector = Injector(cluster, scenario.blocked_msisdns, self.t0, log)
+        self.injector = Injector(cluster, scenario, self.t0, log)
         self.reader = ProgressReader(cluster.stack.bootstrap_servers, scenario.prefix)
         self.keeper_restarts: Counter = Counter()
         self.keeper_errors: list[str] = []
@@ -246,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publish-share", type=float, default=0.95,
                         help="share of the duration over which the cases are published")
     parser.add_argument("--drain-s", type=float, default=180, help="bound on the drain after the faults")
-    parser.add_argument("--faults", default="all", help="all | cheap | none | a comma list of: " + ", ".join(ALL_KINDS))
+    parser.add_argument("--faults", default="all", help="all | cheap | none | a comma list of kinds (all and cheap expand): "
+                        + ", ".join(ALL_KINDS) + "; opt-in: " + ", ".join(OPT_IN_KINDS))
     parser.add_argument("--crash-points", default="all",
                         help="all, or a comma list of the points to schedule: " + ", ".join(CRASH_POINTS))
     parser.add_argument("--require-all-faults", action="store_true",
@@ -312,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = asyncio.run(harness.run())
         result.update(keeper_restarts=dict(harness.keeper_restarts), keeper_errors=harness.keeper_errors[:30],
                       publish_resends=harness.publish_resends,
+                      probe_cases_published=harness.injector.probes_published,
                       group_members_at_start=harness.members_at_start, published_at_s=harness.published_at)
     except Exception as exc:  # noqa: BLE001 - reported in result.json
         import traceback

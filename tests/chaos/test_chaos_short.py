@@ -36,6 +36,16 @@ def run_harness(*args: str, timeout_s: float = 420) -> tuple[int, dict, str]:
     return done.returncode, result, done.stdout[-6000:] + done.stderr[-3000:]
 
 
+def drop_state(result: dict) -> None:
+    """A passing run's stack state (Kafka and Postgres data) is not worth its disk: keep result.json
+    and the logs only."""
+    import shutil
+
+    state = Path(result["run_dir"]) / "state"
+    for sub in ("kafka", "postgres", "sandbox"):
+        shutil.rmtree(state / sub, ignore_errors=True)
+
+
 def checks_of(result: dict) -> dict[str, dict]:
     return {c["name"]: c for c in result.get("checks", [])}
 
@@ -58,6 +68,7 @@ def test_a_short_seeded_run_with_cheap_faults_keeps_every_invariant():
     assert any(f["kind"] == "sigstop" for f in fired), result["faults_by_kind"]
     assert any(f["kind"] == "proxy_postgres" for f in fired), result["faults_by_kind"]
     assert any(f["kind"] == "provider" for f in fired), result["faults_by_kind"]
+    drop_state(result)
 
 
 @pytest.mark.timeout(420)
@@ -76,3 +87,4 @@ def test_a_build_without_the_inbox_check_is_caught():
                      "at most one executed transfer per payment reference", "at most one SMS per notice id",
                      "reintegra ledger check", "ledger paid per reference == sandbox settled per reference"}, (
         failed, output)
+    drop_state(result)
