@@ -19,10 +19,13 @@ directory and TLS settings kept).
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import asyncpg
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from yoyo import get_backend, read_migrations
 
 SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
@@ -126,11 +129,74 @@ async def _no_session_state_to_reset(conn: asyncpg.Connection) -> None:
     the relay's one session lock is released, or its connection closed, by the relay itself."""
 
 
-async def create_pool(database_url: str, schema: str, max_size: int = 8) -> asyncpg.Pool:
+class PoolHealth(BaseSettings):
+    """How a pool notices a server it can no longer reach, instead of waiting for ever.
+
+    A silent partition (no FIN, no RST) leaves a query waiting on a socket nobody answers; the kernel
+    gives up only after ~15 minutes of retransmissions, or never for an idle connection. So: every
+    statement has a deadline (asyncpg then cancels it, or drops the connection), connecting has one,
+    and the sockets carry TCP keepalives and a user timeout. The server side gets the same, plus
+    idle timeouts, so that the session of a client that vanished ends and releases its locks (the
+    relay's leadership, a batch's row and per-case locks) instead of holding them until a restart.
+    Environment: REINTEGRA_DB_COMMAND_TIMEOUT_S and the like."""
+
+    model_config = SettingsConfigDict(env_prefix="REINTEGRA_DB_", extra="ignore")
+
+    command_timeout_s: float = Field(30.0, gt=0)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    # A transaction of ours never waits on anything but Postgres: idle in one this long, its client is gone.
+    idle_in_transaction_timeout_s: float = Field(60.0, gt=0)
+    # Idle pool connections are closed well before this (max_inactive_connection_lifetime, half of it).
+    idle_session_timeout_s: float = Field(60.0, gt=0)
+    keepalive_idle_s: int = Field(10, gt=0)
+    keepalive_interval_s: int = Field(5, gt=0)
+    keepalive_count: int = Field(3, gt=0)
+    tcp_user_timeout_s: float = Field(30.0, gt=0)
+
+    def server_settings(self) -> dict[str, str]:
+        return {
+            "idle_in_transaction_session_timeout": f"{int(self.idle_in_transaction_timeout_s * 1000)}",
+            "idle_session_timeout": f"{int(self.idle_session_timeout_s * 1000)}",
+            "tcp_keepalives_idle": str(self.keepalive_idle_s),
+            "tcp_keepalives_interval": str(self.keepalive_interval_s),
+            "tcp_keepalives_count": str(self.keepalive_count),
+            "tcp_user_timeout": f"{int(self.tcp_user_timeout_s * 1000)}",
+        }
+
+    def configure_socket(self, sock: socket.socket | None) -> None:
+        """Keepalives and a user timeout on a TCP connection (a Unix socket needs none)."""
+        if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (("TCP_KEEPIDLE", self.keepalive_idle_s), ("TCP_KEEPINTVL", self.keepalive_interval_s),
+                            ("TCP_KEEPCNT", self.keepalive_count),
+                            ("TCP_USER_TIMEOUT", int(self.tcp_user_timeout_s * 1000))):
+            option = getattr(socket, name, None)  # Linux names; other kernels lack some
+            if option is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+
+
+def _socket_of(conn: asyncpg.Connection) -> socket.socket | None:
+    transport = getattr(conn, "_transport", None)  # asyncpg keeps its transport private
+    return transport.get_extra_info("socket") if transport is not None else None
+
+
+async def create_pool(database_url: str, schema: str, max_size: int = 8,
+                      health: PoolHealth | None = None) -> asyncpg.Pool:
+    health = health or PoolHealth()
+
+    async def init(conn: asyncpg.Connection) -> None:
+        health.configure_socket(_socket_of(conn))
+
     return await asyncpg.create_pool(
         asyncpg_url(database_url),
         min_size=1,
         max_size=max_size,
-        server_settings={"search_path": schema, "application_name": f"reintegra-{schema}"},
+        command_timeout=health.command_timeout_s,
+        timeout=health.connect_timeout_s,
+        max_inactive_connection_lifetime=health.idle_session_timeout_s / 2,
+        server_settings={"search_path": schema, "application_name": f"reintegra-{schema}",
+                         **health.server_settings()},
         reset=_no_session_state_to_reset,
+        init=init,
     )

@@ -122,8 +122,12 @@ class OutboxRelay:
             await leader_conn.execute("SELECT pg_advisory_unlock(hashtext($1))", self._lock_key)
         except BaseException:
             # Unlock failed or was cancelled: end the session, which releases its lock, rather than
-            # return to the pool a connection that would hold the leadership forever.
-            leader_conn.terminate()
+            # return to the pool a connection that would hold the leadership forever. A pool being
+            # closed may already have taken the connection back (and ended it): nothing to do then.
+            try:
+                leader_conn.terminate()
+            except asyncpg.InterfaceError:
+                pass
             raise
 
     async def _relay_while_leader(self, leader_conn: asyncpg.Connection) -> None:
