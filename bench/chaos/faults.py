@@ -43,12 +43,11 @@ PROXY_MODES = ("latency", "stall", "reset", "blackhole")
 # kind → rough seconds it takes (the schedule's spacing)
 COST_S = {"sigkill": 8, "crash_point": 20, "pg_restart": 12, "broker_restart": 30, "sandbox_restart": 8,
           "proxy_postgres": 10, "proxy_sandbox": 10, "provider": 20, "sigstop": 14, "join_leave": 30,
-          "rolling_restart": 45, "clock_skew": 30}
-# Opt-in (not in "all"): a silent partition between the services and Postgres (see proxy.py); the
-# services have no query timeout or TCP keepalive, so this is known to wedge them today.
-OPT_IN_KINDS = ("pg_partition",)
-COST_S["pg_partition"] = 12
-ALL_KINDS = tuple(k for k in COST_S if k not in OPT_IN_KINDS)
+          "rolling_restart": 45, "clock_skew": 30,
+          # the partition itself, then the services' deadlines (PoolHealth: statement 30 s, TCP user
+          # timeout 30 s) giving up on the dead connections
+          "pg_partition": 45}
+ALL_KINDS = tuple(COST_S)
 CHEAP_KINDS = ("sigkill", "crash_point", "proxy_postgres", "proxy_sandbox", "provider", "sandbox_restart",
                "sigstop", "pg_restart")
 

@@ -18,7 +18,7 @@ from reintegra_stack.supervisor import PROJECT_ROOT
 
 from .cases import Scenario, build_scenario
 from .cluster import Cluster, instance_names
-from .faults import ALL_KINDS, CHEAP_KINDS, COST_S, CRASH_POINTS, OPT_IN_KINDS, Fault, Injector, plan_faults
+from .faults import ALL_KINDS, CHEAP_KINDS, COST_S, CRASH_POINTS, Fault, Injector, plan_faults
 from .observe import ProgressReader, check_everything, consumer_lag, db_backlog, group_members
 
 EXIT_OK, EXIT_INVARIANTS, EXIT_FAULTS_NOT_FIRED, EXIT_HARNESS = 0, 1, 2, 3
@@ -40,7 +40,7 @@ def parse_kinds(spec: str) -> tuple[str, ...]:
             if kind not in kinds:
                 kinds.append(kind)
     kinds = tuple(kinds)
-    unknown = [k for k in kinds if k not in ALL_KINDS + OPT_IN_KINDS]
+    unknown = [k for k in kinds if k not in ALL_KINDS]
     if unknown:
         raise SystemExit(f"unknown fault kinds {unknown}; known: {', '.join(ALL_KINDS)}")
     return kinds
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="share of the duration over which the cases are published")
     parser.add_argument("--drain-s", type=float, default=180, help="bound on the drain after the faults")
     parser.add_argument("--faults", default="all", help="all | cheap | none | a comma list of kinds (all and cheap expand): "
-                        + ", ".join(ALL_KINDS) + "; opt-in: " + ", ".join(OPT_IN_KINDS))
+                        + ", ".join(ALL_KINDS))
     parser.add_argument("--crash-points", default="all",
                         help="all, or a comma list of the points to schedule: " + ", ".join(CRASH_POINTS))
     parser.add_argument("--require-all-faults", action="store_true",
