@@ -32,6 +32,9 @@ EVENT_TIME = "2026-10-21T08:00:00Z"
 BUDGET_PROGRAMME = "MA-BUDGET-CHAOS"
 BUDGET_GRANT = Money.parse("200.00", "EUR")  # paid as 131,191 XOF to a wallet in Côte d'Ivoire
 MINOR_BIRTH_DATE = "2010-05-01"
+# The most one case can be granted under MA-AVRR-2026 (a minor's ceiling and the top-up): the main
+# programme's budget is sized from it so that only MA-BUDGET-CHAOS ever runs out.
+LARGEST_GRANT = Money.parse("3300.00", "EUR")
 
 # origin → (plan currency, cash range in whole units, mobile-money provider, phone prefix, digits)
 ORIGINS = {
@@ -83,6 +86,10 @@ class Scenario:
     # cash cases kept aside, published by a fault that meets no traffic (a crash point nobody
     # reaches while the system is idle); once published they are cases like the others
     probes: list[Case] = field(default_factory=list)
+
+    @property
+    def main_budget_amount(self) -> str:
+        return Money((len(self.cases) + len(self.probes)) * LARGEST_GRANT.minor, "EUR").format_amount()
 
     @property
     def budget_amount(self) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from reintegra.money import Money
 from reintegra_stack import _proc
 from reintegra_stack.embedded import RunningBroker, RunningPostgres, start_broker
 from reintegra_stack.supervisor import ALL_SERVICES, PROJECT_ROOT, ServiceProcess, Stack, StackConfig
@@ -57,10 +58,15 @@ def service_of(instance: str) -> str:
     return base if n.isdigit() and base in ALL_SERVICES else instance
 
 
-def write_programmes(state_dir: Path, budget_amount: str) -> Path:
+def write_programmes(state_dir: Path, budget_amount: str, main_budget_amount: str) -> Path:
+    """The shipped programmes, MA-AVRR-2026's budget sized for the run (the shipped EUR 2,000,000 runs
+    out near 10,000 cases), and MA-BUDGET-CHAOS: the same rules, a budget for only part of its grants."""
     shipped = PROJECT_ROOT / "services" / "eligibility" / "eligibility" / "programmes.yaml"
     document = yaml.safe_load(shipped.read_text(encoding="utf-8"))
-    programme = dict(document["programmes"]["MA-AVRR-2026"])
+    main = document["programmes"]["MA-AVRR-2026"]
+    if Money.parse(str(main["budget"]), "EUR").minor < Money.parse(main_budget_amount, "EUR").minor:
+        main["budget"] = main_budget_amount
+    programme = dict(main)
     programme.update(name="Chaos budget programme", budget=budget_amount)
     document["programmes"][BUDGET_PROGRAMME] = programme
     path = state_dir / "programmes-chaos.yaml"
@@ -77,7 +83,8 @@ class InstanceEvent:
 
 
 class Cluster:
-    def __init__(self, state_dir: Path, *, budget_amount: str, instances: int = 2, broker: str = "auto",
+    def __init__(self, state_dir: Path, *, budget_amount: str, main_budget_amount: str = "2000000.00",
+                 instances: int = 2, broker: str = "auto",
                  proxy_postgres: bool = True, proxy_sandbox: bool = True,
                  extra_env: dict[str, str] | None = None) -> None:
         self.state_dir = Path(state_dir).resolve()
@@ -86,6 +93,7 @@ class Cluster:
         self.names = instance_names(instances)
         self.broker_pref = broker
         self.budget_amount = budget_amount
+        self.main_budget_amount = main_budget_amount
         self.proxy_postgres = proxy_postgres
         self.proxy_sandbox = proxy_sandbox
         self.extra_env = dict(extra_env or {})
@@ -104,7 +112,7 @@ class Cluster:
     def start(self) -> None:
         pg_port = _proc.load_or_pick_ports(self.state_dir / "postgres" / "ports.json", ["postgres"])["postgres"]
         sandbox_port = _proc.load_or_pick_ports(self.state_dir / "sandbox" / "ports.json", ["sandbox"])["sandbox"]
-        env = {**CHAOS_ENV, "REINTEGRA_PROGRAMME_CONFIG": str(write_programmes(self.state_dir, self.budget_amount)),
+        env = {**CHAOS_ENV, "REINTEGRA_PROGRAMME_CONFIG": str(write_programmes(self.state_dir, self.budget_amount, self.main_budget_amount)),
                "REINTEGRA_CRASH_ONCE_DIR": str(self.crash_dir), **self.extra_env}
         if self.proxy_postgres:
             self.pg_proxy = FaultProxy("postgres", ("127.0.0.1", pg_port)).start()

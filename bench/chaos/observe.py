@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from reintegra.topics import CASE_STATUS, CONSUMED_TOPICS, UPSTREAM_INVALID, dead_letter_topic
+from reintegra_stack.demo.watch import topic_partitions
 
 from .cases import Scenario
 
@@ -59,16 +60,6 @@ class Progress:
         self.last[case_id] = short_status(event.get("type", ""))
 
 
-async def _partitions(bootstrap: str, topics: tuple[str, ...]) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(list(topics))
-    finally:
-        await admin.close()
-    return [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
-
-
 class ProgressReader:
     def __init__(self, bootstrap: str, prefix: str) -> None:
         self.bootstrap = bootstrap
@@ -79,7 +70,7 @@ class ProgressReader:
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                           auto_offset_reset="earliest", max_poll_records=5000)
         await self._consumer.start()
-        parts = await _partitions(self.bootstrap, (CASE_STATUS,))
+        parts = await topic_partitions(self.bootstrap, (CASE_STATUS,))
         self._consumer.assign(parts)
         await self._consumer.seek_to_beginning(*parts)
 
@@ -105,7 +96,7 @@ async def read_topics(bootstrap: str, topics: tuple[str, ...], timeout_s: float 
     await consumer.start()
     out: dict[str, list] = defaultdict(list)
     try:
-        parts = await _partitions(bootstrap, topics)
+        parts = await topic_partitions(bootstrap, topics)
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
@@ -240,7 +231,8 @@ async def check_everything(scenario: Scenario, bootstrap: str, database_url: str
     figures["completed"] = sum(1 for c in cases if history.get(c) and history[c][-1]["status"] == "grant.completed")
     checks.append(Check("every case in its expected final state", not wrong,
                         {"count": len(wrong), "examples": dict(list(wrong.items())[:15]),
-                         "by_kind": dict(Counter(w["kind"] for w in wrong.values()))}))
+                         "by_kind": dict(Counter(w["kind"] for w in wrong.values())),
+                         "by_last_status": dict(Counter(str(w["last"]) for w in wrong.values()))}))
 
     # 1b. the budget: exactly what it covers completed, the rest held
     budget = [c for c in cases.values() if c.kind == "budget"]

@@ -296,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         log_file.flush()
 
     extra_env = dict(item.split("=", 1) for item in args.extra_env)
-    cluster = Cluster(run_dir / "state", budget_amount=scenario.budget_amount, instances=args.instances,
+    cluster = Cluster(run_dir / "state", budget_amount=scenario.budget_amount,
+                      main_budget_amount=scenario.main_budget_amount, instances=args.instances,
                       broker=args.broker, proxy_postgres=not args.no_proxy, proxy_sandbox=not args.no_proxy,
                       extra_env=extra_env)
     result: dict = {"seed": args.seed, "commit": commit, "run_dir": str(run_dir), "args": vars(args),
