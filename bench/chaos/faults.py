@@ -74,31 +74,29 @@ class Fault:
 
 def plan_faults(seed: int, duration_s: float, kinds: tuple[str, ...], instances: list[str],
                 crash_points: tuple[str, ...] = tuple(CRASH_POINTS)) -> list[Fault]:
-    """The schedule: every kind once and every crash point once (shuffled), then random kinds until
-    `duration_s` is filled."""
+    """The schedule, in rounds: each round is every kind once and every crash point once (shuffled,
+    and every proxy mode and provider variant drawn in turn), so a longer run fires each of them more
+    times, evenly. The first round is planned whole; later ones while they fit in `duration_s`."""
     rng = random.Random(f"faults:{seed}")
     if not kinds:
         return []
-    order = [k for k in kinds if k != "crash_point"]
-    if "crash_point" in kinds:
-        order += ["crash_point"] * max(1, len(crash_points))
-    rng.shuffle(order)
-    points = list(crash_points)
-    rng.shuffle(points)
-    variants = list(PROVIDER_VARIANTS)
-    rng.shuffle(variants)
-    modes = {"proxy_postgres": list(PROXY_MODES), "proxy_sandbox": list(PROXY_MODES)}
-    for m in modes.values():
-        rng.shuffle(m)
+    order = _round(rng, kinds, crash_points)
+    points = _shuffled(rng, crash_points)
+    variants = _shuffled(rng, PROVIDER_VARIANTS)
+    modes = {"proxy_postgres": _shuffled(rng, PROXY_MODES), "proxy_sandbox": _shuffled(rng, PROXY_MODES)}
     faults: list[Fault] = []
     t = rng.uniform(3, 6)
+    first_round = len(order)
     i = 0
     while True:
-        if i < len(order):
-            kind = order[i]
-        else:
-            kind = rng.choice([k for k in kinds if k != "rolling_restart"] or list(kinds))
-        if i >= len(order) and t + COST_S[kind] > duration_s:
+        if i == len(order):  # the next round, drawn afresh
+            order += _round(rng, kinds, crash_points)
+            points += _shuffled(rng, crash_points)
+            variants += _shuffled(rng, PROVIDER_VARIANTS)
+            for pool in modes.values():
+                pool += _shuffled(rng, PROXY_MODES)
+        kind = order[i]
+        if i >= first_round and t + COST_S[kind] > duration_s:
             break
         i += 1
         fault = Fault(len(faults) + 1, round(t, 1), kind)
@@ -106,6 +104,20 @@ def plan_faults(seed: int, duration_s: float, kinds: tuple[str, ...], instances:
         faults.append(fault)
         t += COST_S[kind] + rng.uniform(2, 6)
     return faults
+
+
+def _round(rng: random.Random, kinds: tuple[str, ...], crash_points: tuple[str, ...]) -> list[str]:
+    order = [k for k in kinds if k != "crash_point"]
+    if "crash_point" in kinds:
+        order += ["crash_point"] * max(1, len(crash_points))
+    rng.shuffle(order)
+    return order
+
+
+def _shuffled(rng: random.Random, items) -> list:
+    out = list(items)
+    rng.shuffle(out)
+    return out
 
 
 def _draw(rng: random.Random, f: Fault, instances: list[str], points: list, variants: list, modes: dict) -> None:
