@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from reintegra.contract.upstream import (
     RETURN_COMPLETED,
 )
 from reintegra.money import Money, split_minor
+from reintegra.notices import notice_request
 from reintegra.topics import UPSTREAM_CASE_EVENTS
 from reintegra_stack.demo.watch import PipelineWatcher
 
@@ -261,3 +263,16 @@ async def wait_for_row(database_url: str, sql: str, *args, predicate=bool, timeo
         if predicate(rows) or loop.time() > deadline:
             return rows
         await asyncio.sleep(0.3)
+
+
+async def send_notice(source: str, bootstrap_servers: str, case_id: str) -> None:
+    """One payment-settled notice request, as the disbursement service would send it."""
+    message = notice_request(source, str(uuid.uuid4()), {
+        "kind": "payment_settled", "case_id": case_id, "phone": "+2250701020304", "language": "en",
+        "params": {"amount": "10.00 EUR", "reference": f"REF-{case_id}"}})
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(message.topic, message.value, key=message.key, headers=message.headers)
+    finally:
+        await producer.stop()

@@ -106,6 +106,11 @@ def plan_faults(seed: int, duration_s: float, kinds: tuple[str, ...], instances:
     return faults
 
 
+def crash_marker(crash_dir: Path, f: Fault) -> Path:
+    """Where the process that reaches fault `f`'s crash point writes before it dies."""
+    return crash_dir / f"fault-{f.n:02d}" / f.params["point"]
+
+
 def _round(rng: random.Random, kinds: tuple[str, ...], crash_points: tuple[str, ...]) -> list[str]:
     order = [k for k in kinds if k != "crash_point"]
     if "crash_point" in kinds:
@@ -241,17 +246,16 @@ class Injector:
 
     async def _crash_point(self, f: Fault) -> None:
         point = f.params["point"]
-        marker = self.cluster.crash_dir / point
-        if marker.exists():
-            f.fired, f.detail = None, {"skipped": "this point already fired in this run"}
-            return
+        # a directory per fault: the point fires once for this fault, again for a later one
+        marker = crash_marker(self.cluster.crash_dir, f)
         armed = [n for n in self.cluster.names if service_of(n) == f.target]
         armed_pids = {}
         for name in armed:
             if marker.exists():
                 break
             try:
-                await asyncio.to_thread(self.cluster.restart, name, {"REINTEGRA_CRASH_AT": point})
+                await asyncio.to_thread(self.cluster.restart, name, {
+                    "REINTEGRA_CRASH_AT": point, "REINTEGRA_CRASH_ONCE_DIR": str(marker.parent)})
             except Exception as exc:  # noqa: BLE001 - reached the point before it reported ready
                 if not marker.exists():
                     raise

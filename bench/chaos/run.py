@@ -18,7 +18,7 @@ from reintegra_stack.supervisor import PROJECT_ROOT
 
 from .cases import Scenario, build_scenario
 from .cluster import Cluster, instance_names
-from .faults import ALL_KINDS, CHEAP_KINDS, COST_S, CRASH_POINTS, Fault, Injector, plan_faults
+from .faults import ALL_KINDS, CHEAP_KINDS, COST_S, CRASH_POINTS, Fault, Injector, crash_marker, plan_faults
 from .observe import ProgressReader, check_everything, consumer_lag, db_backlog, group_members
 
 EXIT_OK, EXIT_INVARIANTS, EXIT_FAULTS_NOT_FIRED, EXIT_HARNESS = 0, 1, 2, 3
@@ -220,7 +220,7 @@ class Harness:
     def late_crash_points(self) -> None:
         for fault in self.schedule:
             if fault.kind == "crash_point" and fault.fired is False:
-                marker = self.cluster.crash_dir / fault.params["point"]
+                marker = crash_marker(self.cluster.crash_dir, fault)
                 if marker.exists():
                     fault.fired = True
                     fault.detail["fired_late"] = marker.read_text().strip()
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster.stop()
     result["faults"] = [f.to_json() for f in schedule]
     result["faults_by_kind"] = fault_summary(schedule)
-    crash_fired = sorted(p.name for p in cluster.crash_dir.glob("*")) if cluster.crash_dir.exists() else []
+    crash_fired = sorted({p.name for p in cluster.crash_dir.glob("*/*")}) if cluster.crash_dir.exists() else []
     result["crash_points_fired"] = crash_fired
     result["crash_points_never_fired"] = sorted(set(CRASH_POINTS) - set(crash_fired))
     not_fired = [f for f in schedule if f.fired is False]

@@ -21,6 +21,7 @@ from reintegra.errors import PermanentError, TransientError
 from reintegra.inbox import Verdict
 from reintegra.relay import OutboxRelay, new_producer
 from reintegra.settings import Settings
+from scratch_schemas import drop_schemas, new_schema
 
 APPLY, DUPLICATE, CONFLICT = Verdict.APPLY, Verdict.DUPLICATE, Verdict.CONFLICT
 
@@ -39,10 +40,7 @@ def sdk_tracer() -> trace.Tracer:
 
 @pytest.fixture(scope="module")
 def schema(infra, tmp_path_factory) -> str:
-    name = f"plumbing_{uuid.uuid4().hex[:12]}"
-    no_service_migrations = tmp_path_factory.mktemp("no-service-migrations")
-    apply_migrations(infra.database_url, name, no_service_migrations)
-    return name
+    return new_schema(infra.database_url, "plumbing", tmp_path_factory.mktemp("no-service-migrations"))
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +51,7 @@ async def pool(infra, schema):
         yield pool
     finally:
         await pool.close()
-        conn = await asyncpg.connect(infra.database_url)
-        try:
-            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        finally:
-            await conn.close()
+        await drop_schemas(infra.database_url, schema)
 
 
 @pytest.fixture(autouse=True)

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 
 import asyncpg
 import pytest
 from aiokafka.structs import ConsumerRecord
 from reintegra import inbox, outbox
 from reintegra.consumer import BatchConsumer
-from reintegra.db import apply_migrations, create_pool
 from reintegra.errors import TransientError
 from reintegra.privacy import ScrubExceptionText, describe_exception, mask_phone, scrub
 from reintegra.settings import Settings
+from scratch_schemas import scratch_pool
 
 PHONE = "+2250701020304"
 # Any 6 digits in a row of the phone number: none may reach a log line or a header.
@@ -164,20 +163,10 @@ TOPIC = "test.privacy.v1"
 
 @pytest.fixture(scope="module")
 async def pool(infra, tmp_path_factory):
-    schema = f"privacy_{uuid.uuid4().hex[:12]}"
-    apply_migrations(infra.database_url, schema, tmp_path_factory.mktemp("no-service-migrations"))
-    pool = await create_pool(infra.database_url, schema, max_size=3)
-    await pool.execute("CREATE TABLE people (n int NOT NULL, phone text NOT NULL UNIQUE, "
-                       "age int CHECK (age >= 0))")
-    try:
+    async with scratch_pool(infra.database_url, "privacy", tmp_path_factory.mktemp("no-service-migrations"),
+                            max_size=3, setup_sql="CREATE TABLE people (n int NOT NULL, phone text NOT NULL "
+                            "UNIQUE, age int CHECK (age >= 0))") as pool:
         yield pool
-    finally:
-        await pool.close()
-        conn = await asyncpg.connect(infra.database_url)
-        try:
-            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        finally:
-            await conn.close()
 
 
 @pytest.fixture

@@ -6,34 +6,20 @@ from __future__ import annotations
 import json
 import uuid
 
-import asyncpg
 import pytest
 from reintegra import jsonfast, outbox, status_sequence
-from reintegra.db import apply_migrations, create_pool
 from reintegra.events import decode_internal, new_event
 from reintegra.topics import CASE_STATUS, ELIGIBILITY_CASE_EVENTS, INTAKE_CASE_EVENTS
+from scratch_schemas import scratch_pool
 
 
 @pytest.fixture(scope="module")
 async def pools(infra, tmp_path_factory):
     """Two services' schemas (say intake and eligibility)."""
-    names = [f"seq_{n}_{uuid.uuid4().hex[:8]}" for n in ("a", "b")]
     empty = tmp_path_factory.mktemp("no-service-migrations")
-    made = []
-    for name in names:
-        apply_migrations(infra.database_url, name, empty)
-        made.append(await create_pool(infra.database_url, name, max_size=2))
-    try:
-        yield made
-    finally:
-        for pool in made:
-            await pool.close()
-        conn = await asyncpg.connect(infra.database_url)
-        try:
-            for name in names:
-                await conn.execute(f'DROP SCHEMA "{name}" CASCADE')
-        finally:
-            await conn.close()
+    async with scratch_pool(infra.database_url, "seq_a", empty) as a, \
+            scratch_pool(infra.database_url, "seq_b", empty) as b:
+        yield [a, b]
 
 
 def status(case_id: str, type_: str) -> outbox.OutboxMessage:

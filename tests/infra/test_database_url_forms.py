@@ -19,7 +19,6 @@ from urllib.parse import quote
 import asyncpg
 import psycopg
 import pytest
-from aiokafka import AIOKafkaProducer
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import ValidationError
 from reintegra.auth.migrate import apply_auth_migrations
@@ -33,10 +32,10 @@ from reintegra.db import (
     with_database,
     yoyo_url,
 )
-from reintegra.notices import notice_request
 from reintegra.settings import Settings, normalize_bootstrap_servers
 from reintegra_stack import embedded
 from reintegra_stack.database import DatabaseNotFound, resolve_database_url
+from support import send_notice
 from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.connections import parse_uri
 
@@ -325,7 +324,7 @@ def test_a_service_starts_and_processes_with_socket_and_listener_urls(server, ow
             assert stack.database_url == f"postgresql:///{own_database}?host={server.socket_dir}&port={server.port}" \
                                          "&user=postgres"
             case_id = f"URL-{uuid.uuid4().hex[:6].upper()}"
-            asyncio.run(_send_notice(broker.bootstrap_servers, case_id))
+            asyncio.run(send_notice("test-database-url-forms", broker.bootstrap_servers, case_id))
             deadline = time.monotonic() + 60
             with psycopg.connect(socket_url, autocommit=True) as conn:
                 while conn.execute("SELECT count(*) FROM notifications.notices WHERE case_id = %s",
@@ -341,13 +340,3 @@ def test_a_service_starts_and_processes_with_socket_and_listener_urls(server, ow
         broker.stop()
 
 
-async def _send_notice(bootstrap: str, case_id: str) -> None:
-    message = notice_request("test-database-url-forms", str(uuid.uuid4()), {
-        "kind": "payment_settled", "case_id": case_id, "phone": "+2250701020304", "language": "en",
-        "params": {"amount": "10.00 EUR", "reference": f"REF-{case_id}"}})
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(message.topic, message.value, key=message.key, headers=message.headers)
-    finally:
-        await producer.stop()

@@ -17,15 +17,13 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
-from aiokafka import AIOKafkaProducer
-from reintegra.notices import notice_request
 from reintegra_stack import supervisor
 from reintegra_stack.supervisor import READY_MARKER, ServiceProcess, Stack, StackConfig
+from support import send_notice
 
 FAST_GROUP = {"REINTEGRA_SESSION_TIMEOUT_MS": "6000", "REINTEGRA_HEARTBEAT_INTERVAL_MS": "500"}
 
@@ -47,18 +45,6 @@ def _config(state_dir: Path, events: list[str]) -> StackConfig:
                        ready_timeout_s=90)
 
 
-async def _send_notice(bootstrap: str, case_id: str) -> None:
-    message = notice_request("test-supervisor-restarts", str(uuid.uuid4()), {
-        "kind": "payment_settled", "case_id": case_id, "phone": "+2250701020304", "language": "en",
-        "params": {"amount": "10.00 EUR", "reference": f"REF-{case_id}"}})
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(message.topic, message.value, key=message.key, headers=message.headers)
-    finally:
-        await producer.stop()
-
-
 def _notices_for(database_url: str, case_id: str) -> int:
     with psycopg.connect(database_url) as conn:
         return conn.execute("SELECT count(*) FROM notifications.notices WHERE case_id = %s", (case_id,)).fetchone()[0]
@@ -73,7 +59,7 @@ def _wait(predicate, timeout_s: float, what: str, interval_s: float = 0.2) -> No
 
 
 def _processes(stack: Stack, case_id: str) -> None:
-    asyncio.run(_send_notice(stack.bootstrap_servers, case_id))
+    asyncio.run(send_notice("test-supervisor-restarts", stack.bootstrap_servers, case_id))
     _wait(lambda: _notices_for(stack.database_url, case_id) == 1, 60, f"the notice of {case_id}")
 
 

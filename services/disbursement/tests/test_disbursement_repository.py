@@ -7,12 +7,12 @@ import shutil
 import uuid
 from pathlib import Path
 
-import asyncpg
 import pytest
 from disbursement import payment_store, repository
 from disbursement.domain.tranche import payment_reference
 from reintegra import jsonfast
 from reintegra.db import apply_migrations, create_pool
+from scratch_schemas import drop_schemas
 
 MIGRATIONS = Path(repository.__file__).parent / "migrations"
 CASE = "MA-2026-000123"
@@ -43,14 +43,6 @@ def database_url(tmp_path_factory):
         yield postgres.url
     finally:
         postgres.stop()
-
-
-async def drop_schema(database_url: str, schema: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-    finally:
-        await conn.close()
 
 
 async def test_a_replacement_plan_is_stored_next_to_the_old_plans_tranches(database_url):
@@ -88,7 +80,7 @@ async def test_a_replacement_plan_is_stored_next_to_the_old_plans_tranches(datab
             assert status == "sending"  # the other plan's tranche, same component and seq, untouched
     finally:
         await pool.close()
-        await drop_schema(database_url, schema)
+        await drop_schemas(database_url, schema)
 
 
 async def test_the_migration_keeps_old_rows_and_gives_them_the_grants_current_plan(database_url, tmp_path):
@@ -132,4 +124,4 @@ async def test_the_migration_keeps_old_rows_and_gives_them_the_grants_current_pl
             assert ("PL-2", "c1", 1) not in ledger.changed
     finally:
         await pool.close()
-        await drop_schema(database_url, schema)
+        await drop_schemas(database_url, schema)

@@ -10,7 +10,6 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from types import SimpleNamespace
 
-import asyncpg
 import pytest
 from finance import exception_store, handlers, reconciliation, statement_store
 from finance.domain import exceptions as wf
@@ -20,9 +19,9 @@ from provider_sandbox import statements as sandbox_statements
 from provider_sandbox.catalogue import load_catalogue
 from provider_sandbox.store import Transfer
 from reintegra.auth import apply_auth_migrations
-from reintegra.db import apply_migrations, create_pool
 from reintegra.events import encode, new_event
 from reintegra.topics import CASE_STATUS
+from scratch_schemas import scratch_pool
 
 PROVIDER = "wave_sn"  # XOF, mobile money
 TODAY = date.today()
@@ -31,17 +30,9 @@ FORMATS = ("csv", "camt053.xml", "mt940")
 
 @pytest.fixture
 async def pool(infra):
-    schema = f"finance_{uuid.uuid4().hex[:10]}"
-    apply_migrations(infra.database_url, schema, MIGRATIONS)
     await apply_auth_migrations(infra.database_url)
-    pool = await create_pool(infra.database_url, schema, max_size=4)
-    try:
+    async with scratch_pool(infra.database_url, "finance", MIGRATIONS, max_size=4) as pool:
         yield pool
-    finally:
-        await pool.close()
-        conn = await asyncpg.connect(infra.database_url)
-        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await conn.close()
 
 
 def _reference() -> str:

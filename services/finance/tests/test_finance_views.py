@@ -3,16 +3,15 @@ postings stored once, disbursement's exceptions raised once, all through the inb
 
 from __future__ import annotations
 
-import uuid
 from types import SimpleNamespace
 
 import asyncpg
 import pytest
 from finance import handlers
 from finance.schema import MIGRATIONS
-from reintegra.db import apply_migrations, create_pool
 from reintegra.events import encode, new_event
 from reintegra.topics import CASE_STATUS, LEDGER_POSTINGS, PAYMENT_EXCEPTIONS
+from scratch_schemas import scratch_pool
 
 CASE = "MA-2026-000777"
 REF = "RG-00112233445566778899aabb"
@@ -35,16 +34,8 @@ def status(type_suffix: str, status_name: str, event_id: str, time: str, **extra
 
 @pytest.fixture
 async def pool(infra):
-    schema = f"finance_{uuid.uuid4().hex[:10]}"
-    apply_migrations(infra.database_url, schema, MIGRATIONS)
-    pool = await create_pool(infra.database_url, schema, max_size=2)
-    try:
+    async with scratch_pool(infra.database_url, "finance", MIGRATIONS) as pool:
         yield pool
-    finally:
-        await pool.close()
-        conn = await asyncpg.connect(infra.database_url)
-        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await conn.close()
 
 
 async def apply(pool, handler, records):

@@ -23,9 +23,10 @@ from reintegra import outbox
 from reintegra.contract import samples
 from reintegra.contract.status import CASE_ACCEPTED, CASE_REJECTED, CaseRejected
 from reintegra.contract.upstream import CASE_REGISTERED, PLAN_APPROVED, RETURN_COMPLETED
-from reintegra.db import apply_migrations, create_pool
+from reintegra.db import create_pool
 from reintegra.handling import derived_id
 from reintegra.topics import CASE_STATUS, INTAKE_CASE_EVENTS, UPSTREAM_CASE_EVENTS, UPSTREAM_INVALID
+from scratch_schemas import drop_schemas, new_schema, scratch_pool
 
 KEY = b"test-identity-key-0123456789abcdef"
 OWNER = "urn:casesys:ma-rabat"
@@ -36,18 +37,8 @@ handler = make_handler(KEY)
 
 @pytest.fixture(scope="module")
 async def pool(infra):
-    schema = f"intake_test_{uuid.uuid4().hex[:10]}"
-    apply_migrations(infra.database_url, schema, MIGRATIONS)
-    pool = await create_pool(infra.database_url, schema, max_size=2)
-    try:
+    async with scratch_pool(infra.database_url, "intake_test", MIGRATIONS) as pool:
         yield pool
-    finally:
-        await pool.close()
-        conn = await asyncpg.connect(infra.database_url)
-        try:
-            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        finally:
-            await conn.close()
 
 
 @pytest.fixture
@@ -367,8 +358,7 @@ async def test_a_plan_handled_by_another_instance_while_its_case_registers_is_fo
     must not be parked after the registration took the parked events (parked for ever)."""
     import asyncio
 
-    schema = f"intake_race_{uuid.uuid4().hex[:10]}"
-    apply_migrations(infra.database_url, schema, MIGRATIONS)
+    schema = new_schema(infra.database_url, "intake_race", MIGRATIONS)
     instances = [await create_pool(infra.database_url, schema, max_size=1) for _ in range(2)]
     try:
         async with instances[0].acquire() as first, instances[1].acquire() as second:
@@ -392,8 +382,4 @@ async def test_a_plan_handled_by_another_instance_while_its_case_registers_is_fo
     finally:
         for instance in instances:
             await instance.close()
-        conn = await asyncpg.connect(infra.database_url)
-        try:
-            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        finally:
-            await conn.close()
+        await drop_schemas(infra.database_url, schema)

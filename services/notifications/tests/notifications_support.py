@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +11,8 @@ from pathlib import Path
 import asyncpg
 from notifications import repository
 from notifications.repository import Notice
-from reintegra.db import apply_migrations, create_pool
+from reintegra.db import create_pool
+from scratch_schemas import scratch_schema
 
 MIGRATIONS = Path(repository.__file__).parent / "migrations"
 PHONE = "+2250701020304"
@@ -23,16 +23,8 @@ LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ  id=(\S+)  to=(\S+)  lang=(
 
 @contextlib.asynccontextmanager
 async def notices_schema(database_url: str, migrations: Path = MIGRATIONS) -> AsyncIterator[str]:
-    schema = f"notifications_{uuid.uuid4().hex[:10]}"
-    apply_migrations(database_url, schema, migrations)
-    try:
+    async with scratch_schema(database_url, "notifications", migrations) as schema:
         yield schema
-    finally:
-        conn = await asyncpg.connect(database_url)
-        try:
-            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        finally:
-            await conn.close()
 
 
 async def pool_for(database_url: str, schema: str) -> asyncpg.Pool:

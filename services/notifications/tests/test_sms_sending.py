@@ -152,133 +152,103 @@ class ScriptedGateway:
 FAST = SenderSettings(batch_size=50, lease_s=30, max_attempts=20, retry_base_s=60, retry_max_s=600)
 
 
-async def test_a_rejected_notice_ends_rejected_and_the_rest_of_the_batch_is_sent(database_url, tmp_path):
-    async with notices_schema(database_url) as schema:
-        pool = await pool_for(database_url, schema)
-        try:
-            await add_notices(pool, [notice("n-1"), notice("n-2", phone=REJECTED_PHONE), notice("n-3")])
-            assert await send_due(pool, FileSmsGateway(tmp_path / "outbox.log"), FAST) == 3
-            rows = await statuses(pool)
-            assert {i: (r["status"], r["last_error"]) for i, r in rows.items()} == {
-                "n-1": ("sent", None), "n-2": ("rejected", INVALID_NUMBER), "n-3": ("sent", None)}
-            assert rows["n-1"]["sent_at"] is not None and rows["n-2"]["sent_at"] is None
-            await add_notices(pool, [notice("n-4")])  # the next batch is not held up by the rejected one
-            assert await send_due(pool, FileSmsGateway(tmp_path / "outbox.log"), FAST) == 1
-            assert await send_due(pool, FileSmsGateway(tmp_path / "outbox.log"), FAST) == 0
-            assert (await statuses(pool))["n-4"]["status"] == "sent"
-            assert written_ids(tmp_path / "outbox.log") == {"n-1": 1, "n-3": 1, "n-4": 1}
-        finally:
-            await pool.close()
+async def test_a_rejected_notice_ends_rejected_and_the_rest_of_the_batch_is_sent(pool, tmp_path):
+    await add_notices(pool, [notice("n-1"), notice("n-2", phone=REJECTED_PHONE), notice("n-3")])
+    assert await send_due(pool, FileSmsGateway(tmp_path / "outbox.log"), FAST) == 3
+    rows = await statuses(pool)
+    assert {i: (r["status"], r["last_error"]) for i, r in rows.items()} == {
+        "n-1": ("sent", None), "n-2": ("rejected", INVALID_NUMBER), "n-3": ("sent", None)}
+    assert rows["n-1"]["sent_at"] is not None and rows["n-2"]["sent_at"] is None
+    await add_notices(pool, [notice("n-4")])  # the next batch is not held up by the rejected one
+    assert await send_due(pool, FileSmsGateway(tmp_path / "outbox.log"), FAST) == 1
+    assert await send_due(pool, FileSmsGateway(tmp_path / "outbox.log"), FAST) == 0
+    assert (await statuses(pool))["n-4"]["status"] == "sent"
+    assert written_ids(tmp_path / "outbox.log") == {"n-1": 1, "n-3": 1, "n-4": 1}
 
 
-async def test_a_notice_the_gateway_did_not_take_waits_its_backoff_without_holding_up_others(database_url):
-    async with notices_schema(database_url) as schema:
-        pool = await pool_for(database_url, schema)
-        try:
-            gateway = ScriptedGateway({"n-2": SendResult.retry("throttled")})
-            await add_notices(pool, [notice("n-1"), notice("n-2"), notice("n-3")])
-            assert await send_due(pool, gateway, FAST) == 3
-            rows = await statuses(pool)
-            assert {i: r["status"] for i, r in rows.items()} == {"n-1": "sent", "n-2": "pending", "n-3": "sent"}
-            n2 = rows["n-2"]
-            assert (n2["attempts"], n2["last_error"], n2["lease_token"]) == (1, "throttled", None)
-            now = await pool.fetchval("SELECT now()")
-            assert timedelta(seconds=55) < n2["next_attempt_at"] - now <= timedelta(seconds=60)
-            await add_notices(pool, [notice("n-4")])
-            assert await send_due(pool, gateway, FAST) == 1  # n-4 only: n-2 waits its turn
-            assert gateway.calls[-1] == ["n-4"]
-            await pool.execute("UPDATE notices SET next_attempt_at = now() WHERE notice_id = 'n-2'")  # time passes
-            gateway.script.clear()
-            assert await send_due(pool, gateway, FAST) == 1
-            n2 = (await statuses(pool))["n-2"]
-            assert (n2["status"], n2["attempts"]) == ("sent", 2)
-        finally:
-            await pool.close()
+async def test_a_notice_the_gateway_did_not_take_waits_its_backoff_without_holding_up_others(pool):
+    gateway = ScriptedGateway({"n-2": SendResult.retry("throttled")})
+    await add_notices(pool, [notice("n-1"), notice("n-2"), notice("n-3")])
+    assert await send_due(pool, gateway, FAST) == 3
+    rows = await statuses(pool)
+    assert {i: r["status"] for i, r in rows.items()} == {"n-1": "sent", "n-2": "pending", "n-3": "sent"}
+    n2 = rows["n-2"]
+    assert (n2["attempts"], n2["last_error"], n2["lease_token"]) == (1, "throttled", None)
+    now = await pool.fetchval("SELECT now()")
+    assert timedelta(seconds=55) < n2["next_attempt_at"] - now <= timedelta(seconds=60)
+    await add_notices(pool, [notice("n-4")])
+    assert await send_due(pool, gateway, FAST) == 1  # n-4 only: n-2 waits its turn
+    assert gateway.calls[-1] == ["n-4"]
+    await pool.execute("UPDATE notices SET next_attempt_at = now() WHERE notice_id = 'n-2'")  # time passes
+    gateway.script.clear()
+    assert await send_due(pool, gateway, FAST) == 1
+    n2 = (await statuses(pool))["n-2"]
+    assert (n2["status"], n2["attempts"]) == ("sent", 2)
 
 
-async def test_the_gateway_down_backs_off_and_fails_a_notice_after_max_attempts_never_dropping_it(database_url):
+async def test_the_gateway_down_backs_off_and_fails_a_notice_after_max_attempts_never_dropping_it(pool):
     settings = SenderSettings(batch_size=50, lease_s=30, max_attempts=3, retry_base_s=0, retry_max_s=0)
-    async with notices_schema(database_url) as schema:
-        pool = await pool_for(database_url, schema)
-        try:
-            gateway = ScriptedGateway()
-            gateway.down = True
-            await add_notices(pool, [notice("n-1")])
-            for attempt in (1, 2):
-                assert await send_due(pool, gateway, settings) == 1
-                row = (await statuses(pool))["n-1"]
-                assert (row["status"], row["attempts"]) == ("pending", attempt)
-                assert row["last_error"] == "SmsGatewayUnavailable: connection refused"
-            assert await send_due(pool, gateway, settings) == 1
-            row = (await statuses(pool))["n-1"]
-            assert row["status"] == "failed"
-            assert row["last_error"] == "SmsGatewayUnavailable: connection refused (after 3 attempts)"
-            assert await send_due(pool, gateway, settings) == 0
-            gateway.down = False  # back up: new notices go out; the failed one stays for a person to see
-            await add_notices(pool, [notice("n-2")])
-            assert await send_due(pool, gateway, settings) == 1
-            assert {i: r["status"] for i, r in (await statuses(pool)).items()} == {"n-1": "failed", "n-2": "sent"}
-        finally:
-            await pool.close()
+    gateway = ScriptedGateway()
+    gateway.down = True
+    await add_notices(pool, [notice("n-1")])
+    for attempt in (1, 2):
+        assert await send_due(pool, gateway, settings) == 1
+        row = (await statuses(pool))["n-1"]
+        assert (row["status"], row["attempts"]) == ("pending", attempt)
+        assert row["last_error"] == "SmsGatewayUnavailable: connection refused"
+    assert await send_due(pool, gateway, settings) == 1
+    row = (await statuses(pool))["n-1"]
+    assert row["status"] == "failed"
+    assert row["last_error"] == "SmsGatewayUnavailable: connection refused (after 3 attempts)"
+    assert await send_due(pool, gateway, settings) == 0
+    gateway.down = False  # back up: new notices go out; the failed one stays for a person to see
+    await add_notices(pool, [notice("n-2")])
+    assert await send_due(pool, gateway, settings) == 1
+    assert {i: r["status"] for i, r in (await statuses(pool)).items()} == {"n-1": "failed", "n-2": "sent"}
 
 
-async def test_a_claim_leases_a_notice_and_only_that_lease_records_its_result(database_url):
-    async with notices_schema(database_url) as schema:
-        pool = await pool_for(database_url, schema)
-        try:
-            await add_notices(pool, [notice("n-1")])
-            async with pool.acquire() as conn:
-                [first] = await repository.claim_due(conn, 10, 30, 20)
-                assert await repository.claim_due(conn, 10, 30, 20) == []  # leased: nobody else takes it
-            row = (await statuses(pool))["n-1"]
-            assert (row["status"], row["attempts"], row["lease_token"]) == ("sending", 1, first["lease_token"])
-            now = await pool.fetchval("SELECT now()")
-            assert timedelta(seconds=25) < row["lease_until"] - now <= timedelta(seconds=30)
+async def test_a_claim_leases_a_notice_and_only_that_lease_records_its_result(pool):
+    await add_notices(pool, [notice("n-1")])
+    async with pool.acquire() as conn:
+        [first] = await repository.claim_due(conn, 10, 30, 20)
+        assert await repository.claim_due(conn, 10, 30, 20) == []  # leased: nobody else takes it
+    row = (await statuses(pool))["n-1"]
+    assert (row["status"], row["attempts"], row["lease_token"]) == ("sending", 1, first["lease_token"])
+    now = await pool.fetchval("SELECT now()")
+    assert timedelta(seconds=25) < row["lease_until"] - now <= timedelta(seconds=30)
 
-            await pool.execute("UPDATE notices SET lease_until = now(), next_attempt_at = now()")  # the lease ends
-            async with pool.acquire() as conn:
-                [second] = await repository.claim_due(conn, 10, 30, 20)
-                assert second["lease_token"] != first["lease_token"] and second["attempts"] == 2
-                # The first sender comes back late: its lease is gone, it records nothing.
-                assert await repository.record_results(conn, [Recorded("n-1", first["lease_token"], "rejected", "x")]) \
-                    == set()
-                row = (await statuses(pool))["n-1"]
-                assert (row["status"], row["last_error"]) == ("sending", "lease expired")
-                assert await repository.record_results(conn, [Recorded("n-1", second["lease_token"], "sent")]) \
-                    == {"n-1"}
-                assert await repository.record_results(conn, [Recorded("n-1", second["lease_token"], "pending",
-                                                                       "late", 1.0)]) == set()  # once only
-            row = (await statuses(pool))["n-1"]
-            assert (row["status"], row["lease_token"], row["lease_until"]) == ("sent", None, None)
-        finally:
-            await pool.close()
+    await pool.execute("UPDATE notices SET lease_until = now(), next_attempt_at = now()")  # the lease ends
+    async with pool.acquire() as conn:
+        [second] = await repository.claim_due(conn, 10, 30, 20)
+        assert second["lease_token"] != first["lease_token"] and second["attempts"] == 2
+        # The first sender comes back late: its lease is gone, it records nothing.
+        assert await repository.record_results(conn, [Recorded("n-1", first["lease_token"], "rejected", "x")]) \
+            == set()
+        row = (await statuses(pool))["n-1"]
+        assert (row["status"], row["last_error"]) == ("sending", "lease expired")
+        assert await repository.record_results(conn, [Recorded("n-1", second["lease_token"], "sent")]) \
+            == {"n-1"}
+        assert await repository.record_results(conn, [Recorded("n-1", second["lease_token"], "pending",
+                                                               "late", 1.0)]) == set()  # once only
+    row = (await statuses(pool))["n-1"]
+    assert (row["status"], row["lease_token"], row["lease_until"]) == ("sent", None, None)
 
 
-async def test_a_notice_whose_senders_keep_dying_ends_failed_after_max_attempts(database_url):
-    async with notices_schema(database_url) as schema:
-        pool = await pool_for(database_url, schema)
-        try:
-            await add_notices(pool, [notice("n-1")])
-            async with pool.acquire() as conn:
-                for _ in range(2):  # claimed, and the sender dies before recording (lease of 0 s)
-                    assert len(await repository.claim_due(conn, 10, 0, 2)) == 1
-                assert await repository.claim_due(conn, 10, 0, 2) == []
-            row = (await statuses(pool))["n-1"]
-            assert (row["status"], row["attempts"]) == ("failed", 2)
-            assert "lease expired 2 time(s)" in row["last_error"]
-        finally:
-            await pool.close()
+async def test_a_notice_whose_senders_keep_dying_ends_failed_after_max_attempts(pool):
+    await add_notices(pool, [notice("n-1")])
+    async with pool.acquire() as conn:
+        for _ in range(2):  # claimed, and the sender dies before recording (lease of 0 s)
+            assert len(await repository.claim_due(conn, 10, 0, 2)) == 1
+        assert await repository.claim_due(conn, 10, 0, 2) == []
+    row = (await statuses(pool))["n-1"]
+    assert (row["status"], row["attempts"]) == ("failed", 2)
+    assert "lease expired 2 time(s)" in row["last_error"]
 
 
-async def test_a_notice_without_a_number_is_never_claimed(database_url):
-    async with notices_schema(database_url) as schema:
-        pool = await pool_for(database_url, schema)
-        try:
-            await add_notices(pool, [notice("n-1", phone=None)])
-            assert await send_due(pool, ScriptedGateway(), FAST) == 0
-            assert (await statuses(pool))["n-1"]["status"] == "undeliverable"
-        finally:
-            await pool.close()
+async def test_a_notice_without_a_number_is_never_claimed(pool):
+    await add_notices(pool, [notice("n-1", phone=None)])
+    assert await send_due(pool, ScriptedGateway(), FAST) == 0
+    assert (await statuses(pool))["n-1"]["status"] == "undeliverable"
 
 
 async def test_notices_stored_before_the_migration_are_still_sent(database_url, tmp_path):
@@ -309,15 +279,10 @@ async def test_notices_stored_before_the_migration_are_still_sent(database_url, 
 
 
 @pytest.mark.parametrize("status", ["queued", "SENT"])
-async def test_an_unknown_status_is_refused_by_the_schema(database_url, status):
+async def test_an_unknown_status_is_refused_by_the_schema(pool, status):
     import asyncpg
 
-    async with notices_schema(database_url) as schema:
-        pool = await pool_for(database_url, schema)
-        try:
-            with pytest.raises(asyncpg.CheckViolationError):
-                await pool.execute(
-                    "INSERT INTO notices (notice_id, case_id, kind, language, phone, body, status) "
-                    "VALUES ('n-1', $1, 'k', 'fr', $2, 'b', $3)", CASE, PHONE, status)
-        finally:
-            await pool.close()
+    with pytest.raises(asyncpg.CheckViolationError):
+        await pool.execute(
+            "INSERT INTO notices (notice_id, case_id, kind, language, phone, body, status) "
+            "VALUES ('n-1', $1, 'k', 'fr', $2, 'b', $3)", CASE, PHONE, status)
