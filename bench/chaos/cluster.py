@@ -83,7 +83,7 @@ class InstanceEvent:
 
 
 class Cluster:
-    def __init__(self, state_dir: Path, *, budget_amount: str, main_budget_amount: str = "2000000.00",
+    def __init__(self, state_dir: Path, *, budget_amount: str, main_budget_amount: str,
                  instances: int = 2, broker: str = "auto",
                  proxy_postgres: bool = True, proxy_sandbox: bool = True,
                  extra_env: dict[str, str] | None = None) -> None:
@@ -112,7 +112,8 @@ class Cluster:
     def start(self) -> None:
         pg_port = _proc.load_or_pick_ports(self.state_dir / "postgres" / "ports.json", ["postgres"])["postgres"]
         sandbox_port = _proc.load_or_pick_ports(self.state_dir / "sandbox" / "ports.json", ["sandbox"])["sandbox"]
-        env = {**CHAOS_ENV, "REINTEGRA_PROGRAMME_CONFIG": str(write_programmes(self.state_dir, self.budget_amount, self.main_budget_amount)),
+        programmes = write_programmes(self.state_dir, self.budget_amount, self.main_budget_amount)
+        env = {**CHAOS_ENV, "REINTEGRA_PROGRAMME_CONFIG": str(programmes),
                "REINTEGRA_CRASH_ONCE_DIR": str(self.crash_dir), **self.extra_env}
         if self.proxy_postgres:
             self.pg_proxy = FaultProxy("postgres", ("127.0.0.1", pg_port)).start()

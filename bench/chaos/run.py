@@ -329,7 +329,9 @@ def main(argv: list[str] | None = None) -> int:
         cluster.stop()
     result["faults"] = [f.to_json() for f in schedule]
     result["faults_by_kind"] = fault_summary(schedule)
-    crash_fired = sorted({p.name for p in cluster.crash_dir.glob("*/*")}) if cluster.crash_dir.exists() else []
+    # markers of the faults (fault-<n>/<point>) and of points armed through --extra-env (<point>)
+    crash_fired = sorted({p.name for p in cluster.crash_dir.rglob("*") if p.is_file()}) \
+        if cluster.crash_dir.exists() else []
     result["crash_points_fired"] = crash_fired
     result["crash_points_never_fired"] = sorted(set(CRASH_POINTS) - set(crash_fired))
     not_fired = [f for f in schedule if f.fired is False]
